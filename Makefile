@@ -1,0 +1,39 @@
+# compnet: `make install` once, then `make test`, `make paper`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+COMPNET := $(BIN)/compnet
+ARGS ?=
+
+.PHONY: install test test-fast table1 table2 table3 paper ablations regions bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+table1 table2 table3: install
+	$(COMPNET) train experiment=$@ $(ARGS)
+
+paper: install
+	$(BIN)/python scripts/paper.py $(ARGS)
+
+ablations: install
+	$(BIN)/python scripts/ablations.py $(ARGS)
+
+regions: install
+	$(COMPNET) regions $(ARGS)
+
+bench: install
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Hydra configs packaged with compnet (a package so that Hydra finds them when installed)."""

@@ -1,0 +1,176 @@
+"""Structured-config schemas for `compnet train` and `compnet regions`, and the domain checks.
+
+The schemas are registered in Hydra's ConfigStore and named first in the packaged primary configs'
+defaults lists, so an unknown key, a wrong type or an enum typo fails at the command line with Hydra's
+own message. Numbers that have the right type but are impossible (depth 0, lr ≤ 0, …) are refused by
+`validate` before any work starts, with one line naming the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import II, MISSING
+
+from compnet.targets import TARGETS
+
+RANDOM_INITS = ("kaiming", "rai", "raai")
+PEAK_INITS = ("manifold", "compositional")  # start from peaks a_1 … a_{d+1}
+INITS = RANDOM_INITS + PEAK_INITS
+
+
+class PeakParam(str, Enum):
+    clamp = "clamp"  # a = clamp(θ, 0.01, 0.99) in the forward pass
+    sigmoid = "sigmoid"  # a = sigmoid(θ)
+
+
+class S1(str, Enum):
+    trainable = "trainable"
+    tied = "tied"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+@dataclass
+class TargetConf:
+    name: str = MISSING
+
+
+@dataclass
+class InitConf:
+    name: str = MISSING
+    peak_low: float = 0.25  # starting peaks a_i ~ U(peak_low, peak_high), per trial
+    peak_high: float = 0.75
+    raai_k: float = 1.0  # anti-correlation strength k ∈ [0, 1]
+    raai_sigma_w2: Optional[float] = None  # None: zero-bias critical point 2π/(π − k)
+    raai_sigma_b2: float = 0.0
+
+
+@dataclass
+class RegimeConf:
+    name: str = MISSING  # auto | direct | pretrain
+    pretrain_epochs: int = II("epochs")
+    finetune_epochs: int = II("epochs")  # raw-weight epochs after pretraining
+    direct_epochs: int = II("epochs")  # raw-weight epochs without pretraining
+
+
+@dataclass
+class ModelConf:
+    peaks: PeakParam = PeakParam.clamp
+    s1: S1 = S1.trainable
+    offset: bool = True  # accumulator offset: the exact manifold; false = the paper's plain encoding
+
+
+@dataclass
+class ExperimentConf:
+    name: str = MISSING
+    targets: list[str] = field(default_factory=list)  # empty: just `target`
+    methods: list[str] = field(default_factory=list)  # empty: just `init` + `regime`
+
+
+@dataclass
+class TrainConf:
+    target: TargetConf = field(default_factory=TargetConf)
+    init: InitConf = field(default_factory=InitConf)
+    regime: RegimeConf = field(default_factory=RegimeConf)
+    experiment: ExperimentConf = field(default_factory=ExperimentConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    trials: int = 30
+    seed: int = 0
+    depth: int = 5
+    epochs: int = 1000
+    lr: float = 1e-3
+    points: int = 500  # training points, evenly spaced on [0, 1]
+    test_points: int = 0  # held-out points at cell centres; > 0 reports test MSE
+    dtype: DType = DType.float32
+    plots: bool = True
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+# (init, regime) of each of the paper's rows, and its name in the tables
+METHODS: dict[str, tuple[str, str, str]] = {
+    "default": ("kaiming", "direct", "Default network"),
+    "rai": ("rai", "direct", "RAI distribution"),
+    "raai": ("raai", "direct", "RAAI distribution"),
+    "no_pretraining": ("manifold", "direct", "No pretraining"),
+    "not_enforced": ("compositional", "pretrain", "Differentiability not enforced"),
+    "enforced": ("manifold", "pretrain", "Differentiability enforced"),
+}
+REGIMES = ("auto", "direct", "pretrain")
+
+
+def resolve_regime(init: str, regime: str) -> str:
+    """`auto`: pretrain when the init has peaks to pretrain, else train the weights directly."""
+    if regime == "auto":
+        return "pretrain" if init in PEAK_INITS else "direct"
+    return regime
+
+
+def method_of(init: str, regime: str) -> str:
+    for key, (i, r, _) in METHODS.items():
+        if (i, r) == (init, resolve_regime(init, regime)):
+            return key
+    return f"{init}-{resolve_regime(init, regime)}"
+
+
+def method_label(method: str) -> str:
+    return METHODS[method][2] if method in METHODS else method
+
+
+class ConfigError(ValueError):
+    """A configuration value that has the right type but is impossible."""
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def _one_of(what: str, value: str, valid) -> None:
+    _check(value in valid, f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def validate(cfg: Any) -> None:
+    """Refuse impossible settings before any work starts (one line each)."""
+    _check(cfg.depth >= 1, f"depth={cfg.depth}: the network needs depth >= 1 hidden layer")
+    _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
+    _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
+    _check(cfg.test_points >= 0, f"test_points={cfg.test_points}: need test_points >= 0")
+    _check(cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be > 0")
+    for key in ("pretrain_epochs", "finetune_epochs", "direct_epochs"):
+        n = cfg.regime[key]
+        _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
+    lo, hi = cfg.init.peak_low, cfg.init.peak_high
+    _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
+    _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
+    _check(0 <= cfg.init.raai_k <= 1, f"init.raai_k={cfg.init.raai_k}: need 0 <= k <= 1")
+    _check(cfg.init.raai_sigma_b2 >= 0, f"init.raai_sigma_b2={cfg.init.raai_sigma_b2}: need >= 0")
+    if cfg.init.raai_sigma_w2 is not None:
+        _check(cfg.init.raai_sigma_w2 > 0, f"init.raai_sigma_w2={cfg.init.raai_sigma_w2}: need > 0")
+    _check(cfg.threads >= 0, f"threads={cfg.threads}: need >= 0")
+    for target in cfg.experiment.targets or [cfg.target.name]:
+        _one_of("target", target, TARGETS)
+    if cfg.experiment.methods:
+        for m in cfg.experiment.methods:
+            _one_of("method", m, METHODS)
+    else:
+        _one_of("init", cfg.init.name, INITS)
+        _one_of("regime", cfg.regime.name, REGIMES)
+        regime = resolve_regime(cfg.init.name, cfg.regime.name)
+        _check(
+            not (regime == "pretrain" and cfg.init.name in RANDOM_INITS),
+            f"regime=pretrain needs peaks to pretrain; init={cfg.init.name} has none (use init=manifold or compositional)",
+        )
+
+
+def register() -> None:
+    """Make the schemas known to Hydra (named `*_schema` in the primary configs' defaults lists)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConf)

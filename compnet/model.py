@@ -1,0 +1,170 @@
+"""The compositional ReLU network: closed form, differentiable manifold and its 4-wide encoding.
+
+Closed form (METHOD.md §1). Triangle with peak a: t_a(x) = x/a for x ≤ a, (1−x)/(1−a) otherwise.
+Waves W_0 = x, W_i = t_{a_i} ∘ W_{i−1}; W_i has 2^i linear pieces. The depth-d network computes
+
+    F(x) = x + σ Σ_{i=1..d} s_i W_i(x).
+
+Differentiable manifold (the paper's Theorem 3.1 / Eq. 5): s_{i+1} = s_i (1 − a_{i+1}) a_{i+2}, so a depth-d
+network needs the peaks a_1 … a_{d+1}; tied, s_1 = (1 − a_1) a_2 (all-½ peaks give Yarotsky's s_i = 4^{−i}).
+
+Encoding (METHOD.md §3). Hidden neurons (accumulator, t1, t2, bias) hold, after hidden layer k,
+
+    acc = m + x + σ Σ_{j<k} s_j W_j,  t1 = c_{k−1} W_{k−1},  t2 = relu(c_{k−1}(W_{k−1} − a_k)),  bias = c_{k−1},
+
+with c_0 = 1, c_i = |s_i|, using c·t_a(W) = cW/a − c·relu(W − a)/(a(1 − a)). Weights carry the ratio
+S_k = c_k / c_{k−1} rather than the tiny absolute s_k (the paper's conditioning trick). The offset m = Σ|s_i|
+on the accumulator (first-layer bias m, output bias −m) keeps that ReLU neuron alive for any peaks and scales,
+so the network equals the closed form exactly; m = 0 gives the paper's plain encoding, whose accumulator can clip.
+
+Everything here is batched over a leading trial dimension T: peaks [T, d+1], scales [T, d], sign [T].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+Layer = tuple[torch.Tensor, torch.Tensor]  # weight [T, out, in], bias [T, out]
+
+
+def triangle(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= a, x / a, (1 - x) / (1 - a))
+
+
+def waves(x: torch.Tensor, peaks: torch.Tensor) -> torch.Tensor:
+    """W_1 … W_d at x for peaks a_1 … a_d: [..., d, N] for peaks [..., d] and x [N]."""
+    w = x.expand(*peaks.shape[:-1], x.shape[-1])
+    out = []
+    for i in range(peaks.shape[-1]):
+        w = triangle(w, peaks[..., i : i + 1])
+        out.append(w)
+    return torch.stack(out, -2)
+
+
+def law_scales(peaks: torch.Tensor, s1: torch.Tensor | None = None) -> torch.Tensor:
+    """Scales s_1 … s_d on the differentiable manifold for peaks a_1 … a_{d+1} ([..., d+1] → [..., d]).
+
+    s_{i+1} = s_i (1 − a_{i+1}) a_{i+2}; `s1=None` ties s_1 = (1 − a_1) a_2, otherwise s_1 is given
+    (the law fixes only ratios, so a free s_1 keeps the limit differentiable).
+    """
+    ratios = (1 - peaks[..., :-1]) * peaks[..., 1:]  # (1 − a_i) a_{i+1}, i = 1 … d
+    s = torch.cumprod(ratios, -1)
+    if s1 is not None:
+        s = s * (s1 / ratios[..., 0]).unsqueeze(-1)
+    return s
+
+
+def closed_form(x: torch.Tensor, peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor | float) -> torch.Tensor:
+    """F(x) = x + σ Σ s_i W_i(x) for peaks [..., d(+1)] (extra peaks unused) and scales [..., d]."""
+    d = scales.shape[-1]
+    w = waves(x, peaks[..., :d])
+    sign = torch.as_tensor(sign, dtype=x.dtype)
+    return x + sign.unsqueeze(-1) * (scales.unsqueeze(-1) * w).sum(-2)
+
+
+def encode(peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, offset: bool = True) -> list[Layer]:
+    """The 4-wide ReLU network's layers for peaks [T, d+1], signed scales [T, d], sign [T] (differentiable)."""
+    T, d = scales.shape
+    a = peaks
+    c = scales.abs()
+    c_prev = torch.cat([torch.ones_like(c[:, :1]), c[:, :-1]], 1)  # c_{k−1}
+    ratio = c / c_prev  # S_k
+    gain = sign.unsqueeze(1) * scales / c_prev  # σ s_k / c_{k−1}: the accumulator's weight on the new wave
+    m = c.sum(1).detach() if offset else torch.zeros_like(c[:, 0])
+    zero, one = torch.zeros_like(m), torch.ones_like(m)
+
+    w1 = torch.stack([one, one, one, zero], 1).unsqueeze(2)
+    b1 = torch.stack([m, zero, -a[:, 0], one], 1)
+    layers: list[Layer] = [(w1, b1)]
+    for k in range(1, d):  # hidden layer k+1: forms wave k from peak a_k, splits it at a_{k+1}
+        u, v = 1 / a[:, k - 1], -1 / (a[:, k - 1] * (1 - a[:, k - 1]))
+        g, S = gain[:, k - 1], ratio[:, k - 1]
+        w = torch.stack(
+            [
+                torch.stack([one, g * u, g * v, zero], 1),
+                torch.stack([zero, S * u, S * v, zero], 1),
+                torch.stack([zero, S * u, S * v, -S * a[:, k]], 1),
+                torch.stack([zero, zero, zero, S], 1),
+            ],
+            1,
+        )
+        layers.append((w, torch.zeros_like(b1)))
+    u, v = 1 / a[:, d - 1], -1 / (a[:, d - 1] * (1 - a[:, d - 1]))
+    g = gain[:, d - 1]
+    layers.append((torch.stack([one, g * u, g * v, zero], 1).unsqueeze(1), -m.unsqueeze(1)))
+    return layers
+
+
+def forward(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:
+    """Batched plain MLP (ReLU after every layer but the last): x [N] → [T, N].
+
+    Activations are kept as [T, width, N] so that each layer is one batched matrix product with the long
+    axis (the points) contiguous.
+    """
+    h = x.expand(layers[0][0].shape[0], 1, x.shape[0])
+    for i, (w, b) in enumerate(layers):
+        h = torch.baddbmm(b.unsqueeze(2), w, h)
+        if i < len(layers) - 1:
+            h = torch.relu(h)
+    return h[:, 0, :]
+
+
+class Shapes:
+    """Layer shapes of a width-`width`, `depth`-hidden-layer MLP with scalar input and output, and the
+    packing of all its weights and biases into one flat vector per trial ([T, P])."""
+
+    def __init__(self, depth: int, width: int = 4):
+        dims = [1] + [width] * depth + [1]
+        self.dims = list(zip(dims[1:], dims[:-1]))  # (out, in) per layer
+        self.size = sum(o * i + o for o, i in self.dims)
+
+    def split(self, flat: torch.Tensor) -> list[Layer]:
+        layers, pos = [], 0
+        for o, i in self.dims:
+            w = flat[:, pos : pos + o * i].view(-1, o, i)
+            b = flat[:, pos + o * i : pos + o * i + o]
+            layers.append((w, b))
+            pos += o * i + o
+        return layers
+
+    @staticmethod
+    def join(layers: list[Layer]) -> torch.Tensor:
+        return torch.cat([t for w, b in layers for t in (w.flatten(1), b)], 1)
+
+
+def to_sequential(layers: list[Layer], trial: int = 0) -> nn.Sequential:
+    """Trial `trial` of a batched network as a plain nn.Sequential of nn.Linear / nn.ReLU."""
+    mods: list[nn.Module] = []
+    for w, b in layers:
+        lin = nn.Linear(w.shape[2], w.shape[1], dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w[trial])
+            lin.bias.copy_(b[trial])
+        mods += [lin, nn.ReLU()]
+    return nn.Sequential(*mods[:-1])
+
+
+def compositional_mlp(
+    peaks, scales=None, sign: float = -1.0, offset: bool = True
+) -> nn.Sequential:
+    """A plain nn.Sequential computing F(x) = x + sign · Σ s_i W_i(x) on [0, 1].
+
+    `peaks` holds a_1 … a_{d+1} (a_{d+1} only enters the scales); `scales=None` takes the differentiable
+    manifold's scales with s_1 = (1 − a_1) a_2, otherwise the d signed scales s_1 … s_d. The network's
+    dtype is the peaks' (float64 peaks give a float64 network).
+    """
+    peaks = torch.as_tensor(peaks)
+    if not peaks.is_floating_point():
+        peaks = peaks.double()
+    if peaks.ndim != 1 or peaks.numel() < 2:
+        raise ValueError("peaks must be a vector a_1 … a_{d+1} with d ≥ 1")
+    if not bool(((peaks > 0) & (peaks < 1)).all()):
+        raise ValueError(f"peaks must lie in (0, 1); got {peaks.tolist()}")
+    scales = law_scales(peaks) if scales is None else torch.as_tensor(scales, dtype=peaks.dtype)
+    if scales.shape != (peaks.numel() - 1,):
+        raise ValueError(f"need {peaks.numel() - 1} scales for {peaks.numel()} peaks, got {tuple(scales.shape)}")
+    if not bool((scales != 0).all()):
+        raise ValueError("scales must be non-zero (the encoding divides by them)")
+    sign_t = torch.tensor([float(sign)], dtype=peaks.dtype)
+    return to_sequential(encode(peaks[None], scales[None], sign_t, offset))

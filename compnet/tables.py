@@ -1,0 +1,161 @@
+"""Paper-style tables from run folders: one row per method (the paper's names and order), Min and Mean
+MSE per target in scientific notation, the collapse count beside them; and every cell against the paper.
+
+Works on anything that holds run folders (summary.json): a single run, a Hydra sweep, an experiment's
+cell folders, or several of those; jobs that Hydra started but that wrote no summary are named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from compnet.config import METHODS, method_label
+from compnet.paper import paper_value
+
+
+
+def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Summaries of every complete run under `paths`, and the folders of runs that did not finish.
+
+    A folder is an unfinished run when Hydra started a job there (.hydra/) but neither it nor any folder
+    below it holds a summary.json: a failed, interrupted or still-running job.
+    """
+    summaries, missing = [], []
+    for path in paths:
+        if not path.exists():
+            missing.append(f"{path} (no such folder)")
+            continue
+        for f in sorted(path.rglob("summary.json")):
+            s = json.loads(f.read_text())
+            s["folder"] = str(f.parent)
+            summaries.append(s)
+        for h in sorted(path.rglob(".hydra")):
+            job = h.parent
+            if not any(job.rglob("summary.json")):
+                missing.append(f"{job} (no summary.json: failed or interrupted)")
+            else:
+                missing += _missing_cells(job)
+    return summaries, missing
+
+
+def _missing_cells(job: Path) -> list[str]:
+    """Cells an experiment run planned (its .hydra/config.yaml) but did not write."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    exp = cfg.get("experiment", {})
+    if not exp.get("methods"):
+        return []
+    return [
+        f"{job / f'{t}-{m}'} (planned by the experiment, not written)"
+        for t in exp.get("targets") or [cfg.target.name]
+        for m in exp.methods
+        if not (job / f"{t}-{m}" / "summary.json").exists()
+    ]
+
+
+def _order(method: str) -> int:
+    keys = list(METHODS)
+    return keys.index(method) if method in keys else len(keys)
+
+
+def metric_of(summaries: list[dict[str, Any]]) -> str:
+    """Test MSE where every run has held-out points (the sparse table), else the final training MSE."""
+    return "test_mse" if summaries and all(s.get("test_points", 0) for s in summaries) else "mse"
+
+
+def table(summaries: list[dict[str, Any]], metric: str = "mse") -> pd.DataFrame:
+    """Rows: methods (paper names, paper order); columns: (target, Min | Mean | Collapsed)."""
+    rows: dict[str, dict[tuple[str, str], Any]] = {}
+    targets: list[str] = []
+    for s in sorted(summaries, key=lambda s: _order(s["method"])):
+        row = rows.setdefault(s["method"], {})
+        if s["target"] not in targets:
+            targets.append(s["target"])
+        row[(s["target"], "Min")] = s[f"min_{metric}"]
+        row[(s["target"], "Mean")] = s[f"mean_{metric}"]
+        row[(s["target"], "Collapsed")] = f"{s['n_collapsed']}/{s['n_trials']}"
+    cols = pd.MultiIndex.from_tuples([(t, k) for t in targets for k in ("Min", "Mean", "Collapsed")])
+    df = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
+    df.index = [method_label(m) for m in df.index]
+    return df
+
+
+def _sci(v: Any) -> str:
+    return f"{v:.2e}" if isinstance(v, float) else ("—" if v is None or v != v else str(v))
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    flat = df.map(_sci)
+    flat.columns = [f"{k} {t}" for t, k in df.columns]
+    return flat.to_markdown()
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    targets = list(dict.fromkeys(t for t, _ in df.columns))
+    spec = "l" + "c" * len(df.columns)
+    head1 = " & ".join(f"\\multicolumn{{3}}{{c}}{{{t}}}" for t in targets)
+    head2 = " & ".join(k for _, k in df.columns)
+    body = [f"{m} & " + " & ".join(_sci(v).replace("—", "--") for v in row) + r" \\" for m, row in zip(df.index, df.values)]
+    return "\n".join(
+        [f"\\begin{{tabular}}{{{spec}}}", r"\hline", f"Method & {head1} \\\\", f" & {head2} \\\\", r"\hline", *body, r"\hline", r"\end{tabular}", ""]
+    )
+
+
+TABLE_FILES = ("table.md", "table.tex", "table.csv")
+
+
+def write_tables(folder: Path, df: pd.DataFrame, missing: list[str] = ()) -> str:
+    md = to_markdown(df)
+    if missing:
+        md += "\n\nMissing (not in the table):\n" + "\n".join(f"- {m}" for m in missing)
+    (folder / "table.md").write_text(md + "\n")
+    (folder / "table.tex").write_text(to_latex(df))
+    flat = df.copy()
+    flat.columns = [f"{t} {k}" for t, k in df.columns]
+    flat.to_csv(folder / "table.csv", index_label="method")
+    return md
+
+
+def paper_comparison(summaries: list[dict[str, Any]], table_name: str, metric: str) -> pd.DataFrame:
+    """Every cell: the paper's number (where it has one), ours, and ours / paper."""
+    rows = []
+    for s in sorted(summaries, key=lambda s: (_order(s["method"]), s["target"])):
+        for stat in ("min", "mean"):
+            ours = s[f"{stat}_{metric}"]
+            theirs = paper_value(table_name, s["method"], s["target"], stat)
+            rows.append(
+                {
+                    "table": table_name,
+                    "method": method_label(s["method"]),
+                    "target": s["target"],
+                    "statistic": f"{stat} {metric.replace('_', ' ')}",
+                    "paper": theirs,
+                    "ours": ours,
+                    "ours / paper": ours / theirs if theirs else None,
+                    "collapsed": f"{s['n_collapsed']}/{s['n_trials']}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_comparison(folder: Path, summaries: list[dict[str, Any]]) -> str:
+    """paper_vs_ours.md: every cell against the paper, per experiment (table 3 compares test MSE)."""
+    parts = []
+    for name in dict.fromkeys(s.get("experiment", "none") for s in summaries):
+        group = [s for s in summaries if s.get("experiment", "none") == name]
+        metric = metric_of(group)
+        df = paper_comparison(group, "table3" if metric == "test_mse" else "table1", metric)
+        shown = df.assign(
+            paper=df["paper"].map(lambda v: "—" if v is None or v != v else f"{v:.2e}"),
+            ours=df["ours"].map(_sci),
+            **{"ours / paper": df["ours / paper"].map(lambda v: "—" if v is None or v != v else f"{v:.2g}")},
+        )
+        parts.append(f"## {name}\n\n" + shown.drop(columns="table").to_markdown(index=False))
+    md = "# compnet against the paper (ICML 2025)\n\n" + "\n\n".join(parts)
+    (folder / "paper_vs_ours.md").write_text(md + "\n")
+    return md

@@ -1,0 +1,168 @@
+"""The trial engine: every trial of every configuration in one batched model, trained by one Adam.
+
+All trials' weights are stacked along a leading trial axis and the loss is the sum of the per-trial MSEs,
+so the gradient with respect to trial t's weights is exactly that of trial t's own MSE; Adam acts
+elementwise, hence one Adam over the stacked tensors equals one Adam per trial (paper §4: full batch,
+Adam, lr 1e-3). A trial whose loss turns NaN or infinite is frozen where it stands and marked diverged.
+
+Two stages (METHOD.md §4):
+- pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
+  them by `model.encode` at every step, so gradients reach the peaks;
+- raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
+Peaks stay in (0, 1) by a clamp to [0.01, 0.99] in the forward pass (zero gradient outside) or by
+a = sigmoid(θ).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from compnet.model import Layer, Shapes, encode, forward, law_scales
+
+PEAK_CLAMP = (0.01, 0.99)
+
+
+@dataclass
+class Fit:
+    params: list[torch.Tensor]
+    history: torch.Tensor  # [epochs + 1, T]: loss after 0 … epochs steps
+    diverged: torch.Tensor  # [T] bool
+
+
+def adam(
+    params: list[torch.Tensor],
+    loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
+    epochs: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    desc: str = "train",
+) -> Fit:
+    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T]."""
+    params = [p.detach().clone().requires_grad_(True) for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    b1, b2 = betas
+    with torch.no_grad():
+        loss = loss_fn(params)
+    T = loss.shape[0]
+    history = torch.empty(epochs + 1, T, dtype=loss.dtype)
+    alive = torch.ones(T, dtype=torch.bool)
+    bar = _progress(epochs, desc)
+    for step in range(1, epochs + 1):
+        loss = loss_fn(params)
+        history[step - 1] = loss.detach()
+        alive &= torch.isfinite(loss.detach())
+        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
+        bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
+        with torch.no_grad():
+            for p, mp, vp in zip(params, m, v):
+                keep = alive.view(-1, *([1] * (p.ndim - 1)))
+                g = torch.where(keep, p.grad, torch.zeros_like(p))
+                mp.lerp_(g, 1 - b1)
+                vp.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.addcdiv_(mp * keep, (vp.sqrt() / bc2).add_(eps), value=-lr / bc1)
+                p.grad = None
+        if bar is not None and (step % 25 == 0 or step == epochs):
+            _update(bar, history[step - 1], alive, step)
+    with torch.no_grad():
+        history[epochs] = loss_fn(params)
+    alive &= torch.isfinite(history[epochs])
+    if bar is not None:
+        bar.close()
+    return Fit([p.detach() for p in params], history, ~alive)
+
+
+def _progress(epochs: int, desc: str):
+    """A tqdm bar on an interactive terminal only: log files and CI output stay clean."""
+    if epochs == 0 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+
+def _update(bar, loss: torch.Tensor, alive: torch.Tensor, step: int) -> None:
+    live = loss[alive]
+    if live.numel():
+        bar.set_postfix(best=f"{live.min().item():.2e}", median=f"{live.median().item():.2e}", refresh=False)
+    bar.update(step - bar.n)
+
+
+def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((pred - y) ** 2).mean(-1)
+
+
+# ---- the reparameterisation (pretraining stage) -------------------------------------------------------
+
+
+@dataclass
+class Reparam:
+    """How peaks and scales become network weights during pretraining (one setting for the whole batch;
+    `free` says per trial whether every scale is its own parameter or the law ties them)."""
+
+    peaks: str = "clamp"  # clamp | sigmoid
+    s1: str = "trainable"  # trainable | tied
+    offset: bool = True
+
+    def theta(self, a: torch.Tensor) -> torch.Tensor:
+        return a.clone() if self.peaks == "clamp" else torch.logit(a)
+
+    def peak_values(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta.clamp(*PEAK_CLAMP) if self.peaks == "clamp" else torch.sigmoid(theta)
+
+    def scales(self, a: torch.Tensor, s1: torch.Tensor, s: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        law = law_scales(a, s1 if self.s1 == "trainable" else None)
+        return torch.where(free.unsqueeze(1), s, law)
+
+    def start(self, peaks: torch.Tensor) -> list[torch.Tensor]:
+        """Parameters [θ, s_1, s] at the manifold point of the given starting peaks."""
+        s = law_scales(peaks)
+        return [self.theta(peaks), s[:, 0].clone(), s]
+
+    def layers(self, params: list[torch.Tensor], free: torch.Tensor, sign: torch.Tensor) -> list[Layer]:
+        theta, s1, s = params
+        a = self.peak_values(theta)
+        return encode(a, self.scales(a, s1, s, free), sign, self.offset)
+
+
+def pretrain(
+    reparam: Reparam,
+    peaks: torch.Tensor,
+    free: torch.Tensor,
+    sign: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+) -> Fit:
+    """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
+    return adam(
+        reparam.start(peaks),
+        lambda p: mse(forward(reparam.layers(p, free, sign), x), y),
+        epochs,
+        lr,
+        desc="pretrain",
+    )
+
+
+def train_raw(shapes: Shapes, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> Fit:
+    """Adam on the raw weights, all packed in one [T, P] tensor."""
+    return adam([flat], lambda p: mse(forward(shapes.split(p[0]), x), y), epochs, lr, desc="train")
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.perf_counter() - self._t0
