@@ -49,6 +49,12 @@ def _asymmetric_step(wb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return wb
 
 
+def anticorrelated(out: int, fan_in: int, g: torch.Generator, k: float, sigma_w2: float) -> torch.Tensor:
+    """Rows with covariance σ_w²/n (I − k 11ᵀ/n): G ~ N(0, σ_w²/n), W = G − (1 − √(1−k)) rowmean(G)."""
+    G = torch.randn(out, fan_in, generator=g, dtype=torch.float64) * math.sqrt(sigma_w2 / fan_in)
+    return G - (1 - math.sqrt(1 - k)) * G.mean(1, keepdim=True)
+
+
 def _layer(name: str, out: int, fan_in: int, g: torch.Generator, k: float, sigma_w2: float, sigma_b2: float):
     f64 = torch.float64
     if name == "kaiming":
@@ -59,10 +65,8 @@ def _layer(name: str, out: int, fan_in: int, g: torch.Generator, k: float, sigma
     if name == "rai":
         wb = torch.randn(out, fan_in + 1, generator=g, dtype=f64) * (RAI_STD / math.sqrt(fan_in))
     elif name == "raai":
-        G = torch.randn(out, fan_in, generator=g, dtype=f64) * math.sqrt(sigma_w2 / fan_in)
-        w = G - (1 - math.sqrt(1 - k)) * G.mean(1, keepdim=True)
         b = torch.randn(out, 1, generator=g, dtype=f64) * math.sqrt(sigma_b2)
-        wb = torch.cat([w, b], 1)
+        wb = torch.cat([anticorrelated(out, fan_in, g, k, sigma_w2), b], 1)
     else:
         raise ValueError(f"unknown random init {name!r}; valid: {', '.join(RANDOM_INITS)}")
     wb = _asymmetric_step(wb, g)

@@ -91,8 +91,8 @@ def _sci(v: Any) -> str:
 
 def to_markdown(df: pd.DataFrame) -> str:
     flat = df.map(_sci)
-    flat.columns = [f"{k} {t}" for t, k in df.columns]
-    return flat.to_markdown()
+    flat.columns = [f"{t} {k}" for t, k in df.columns]
+    return flat.to_markdown(disable_numparse=True)
 
 
 def to_latex(df: pd.DataFrame) -> str:
@@ -155,7 +155,7 @@ def write_comparison(folder: Path, summaries: list[dict[str, Any]]) -> str:
             ours=df["ours"].map(_sci),
             **{"ours / paper": df["ours / paper"].map(lambda v: "—" if v is None or v != v else f"{v:.2g}")},
         )
-        parts.append(f"## {name}\n\n" + shown.drop(columns="table").to_markdown(index=False))
+        parts.append(f"## {name}\n\n" + shown.drop(columns="table").to_markdown(index=False, disable_numparse=True))
     md = "# compnet against the paper (ICML 2025)\n\n" + "\n\n".join(parts)
     (folder / "paper_vs_ours.md").write_text(md + "\n")
     return md

@@ -1,0 +1,139 @@
+"""The installed `compnet` command end to end, in a scratch folder: the files a run leaves and the tables."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compnet.cli import main
+
+COMPNET = shutil.which("compnet") or pytest.skip("compnet is not installed", allow_module_level=True)
+TINY = ["trials=3", "epochs=4", "points=30"]
+TRIAL_COLUMNS = {"trial", "seed", "mse", "mse_init", "diverged", "collapsed", "pieces_init", "pieces_final", "wasted_final"}
+SUMMARY_KEYS = {
+    "target", "init", "regime", "n_trials", "min_mse", "mean_mse", "median_mse", "max_mse",
+    "n_collapsed", "n_diverged", "wall_seconds", "mean_pieces_init", "mean_pieces_final", "mean_wasted_final",
+}
+
+
+def compnet(tmp_path, *args, ok=True):
+    p = subprocess.run([COMPNET, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def run_dirs(tmp_path):
+    return sorted(d for d in (tmp_path / "outputs").glob("*/*") if d.is_dir())
+
+
+def test_top_level_help_and_unknown_command(capsys):
+    assert main(["--help"]) == 0
+    assert "compnet train" in capsys.readouterr().out
+    assert main(["trian"]) == 2
+    assert "valid commands: train, regions, table, plot" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_leaves_a_complete_run_folder(tmp_path):
+    compnet(tmp_path, "train", "target=x3", "init=manifold", *TINY)
+    (run,) = run_dirs(tmp_path)
+    assert len(run.name.split("-")[-1]) == 6  # microseconds: two runs in one second never share a folder
+    for f in ("trials.csv", "summary.json", "losses.npz", "weights.npz", "fit.png", "loss.png", "layers.png", "train.log"):
+        assert (run / f).is_file(), f
+    assert (run / ".hydra" / "config.yaml").is_file()
+    trials = pd.read_csv(run / "trials.csv")
+    assert TRIAL_COLUMNS | {"mse_pretrain", "pieces_pretrain"} <= set(trials.columns)
+    assert list(trials.trial) == [0, 1, 2]
+    assert (trials.pieces_init == 32).all() and (trials.pieces_pretrain == 32).all()
+    s = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(s)
+    assert (s["target"], s["init"], s["regime"], s["n_trials"]) == ("x3", "manifold", "pretrain", 3)
+    assert s["min_mse"] == pytest.approx(trials.mse.min()) and s["mean_mse"] == pytest.approx(trials.mse.mean())
+    losses = np.load(run / "losses.npz")
+    assert losses["loss_pretrain"].shape == (5, 3) and losses["loss_train"].shape == (5, 3)
+    assert np.allclose(losses["loss_train"][-1], trials.mse)
+    # same config and seed: identical numbers
+    compnet(tmp_path, "train", "target=x3", "init=manifold", *TINY, "plots=false")
+    again = pd.read_csv(run_dirs(tmp_path)[-1] / "trials.csv")
+    pd.testing.assert_frame_equal(trials, again)
+    # the figures are redrawn from the saved results
+    for f in ("fit.png", "loss.png"):
+        (run / f).unlink()
+    out = compnet(tmp_path, "plot", str(run)).stdout
+    assert (run / "fit.png").is_file() and "loss.png" in out
+
+
+@pytest.mark.slow
+def test_sweep_and_table(tmp_path):
+    compnet(tmp_path, "train", "-m", "target=x3,x11", "init=kaiming,manifold", *TINY, "plots=false")
+    (sweep,) = run_dirs(tmp_path)
+    assert sweep.name.endswith("-multirun")
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    assert len(jobs) == 4 and all((j / "summary.json").is_file() for j in jobs)
+    p = compnet(tmp_path, "table", str(sweep))
+    for f in ("table.md", "table.tex", "table.csv", "trials.png"):
+        assert (sweep / f).is_file(), f
+    assert "Differentiability enforced" in p.stdout and "Default network" in p.stdout
+    csv = pd.read_csv(sweep / "table.csv", index_col=0)
+    assert list(csv.index) == ["Default network", "Differentiability enforced"]  # the paper's order
+    assert {"x3 Min", "x3 Mean", "x11 Min", "x11 Mean"} <= set(csv.columns)
+    s = json.loads((jobs[0] / "summary.json").read_text())
+    assert csv.loc["Default network" if s["init"] == "kaiming" else "Differentiability enforced", f"{s['target']} Min"] == pytest.approx(s["min_mse"], rel=1e-2)
+    assert "e-0" in (sweep / "table.md").read_text()  # scientific notation
+    assert "\\begin{tabular}" in (sweep / "table.tex").read_text()
+
+    # an interrupted sweep: a job Hydra started but that never finished is named, the rest tabulated
+    (jobs[-1] / "summary.json").unlink()
+    p = compnet(tmp_path, "table", str(sweep))
+    assert str(jobs[-1]) in p.stderr and "failed or interrupted" in p.stderr
+    assert "Missing" in (sweep / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_experiment_runs_all_cells_in_one_job(tmp_path):
+    p = compnet(tmp_path, "train", "experiment=table3", "trials=2", "epochs=3", "plots=false")
+    (run,) = run_dirs(tmp_path)
+    cells = sorted(d.name for d in run.iterdir() if (d / "summary.json").is_file())
+    assert cells == sorted(f"{t}-{m}" for t in ("x3", "x11", "sin", "tanh") for m in ("default", "enforced"))
+    s = json.loads((run / "x3-enforced" / "summary.json").read_text())
+    assert s["test_points"] == 10 and "min_test_mse" in s
+    assert "tanh Min" in p.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override, needle", [("depth=0", "depth=0"), ("init.peak_high=1.5", "init.peak_high=1.5"), ("lr=-1", "lr=-1.0")])
+def test_bad_value_is_refused_before_any_work(tmp_path, override, needle):
+    p = compnet(tmp_path, "train", override, ok=False)
+    assert p.returncode != 0
+    assert needle in p.stderr and "Traceback" not in p.stderr
+    (run,) = run_dirs(tmp_path)
+    assert {f.name for f in run.iterdir()} <= {".hydra", "train.log"}  # only Hydra's own files
+
+
+@pytest.mark.slow
+def test_unknown_target_names_the_valid_ones(tmp_path):
+    p = compnet(tmp_path, "train", "target=x4", ok=False)
+    assert p.returncode != 0
+    assert all(t in p.stderr for t in ("x2", "x3", "x11", "sin", "tanh"))
+
+
+@pytest.mark.slow
+def test_hydra_features(tmp_path):
+    p = compnet(tmp_path, "train", "epochs=7", "--cfg", "job", "--resolve")
+    assert "finetune_epochs: 7" in p.stdout
+    assert "target" in compnet(tmp_path, "train", "--help").stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_table_without_runs(tmp_path, capsys):
+    assert main(["table", str(tmp_path)]) == 1
+    assert "no finished runs" in capsys.readouterr().err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

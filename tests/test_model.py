@@ -1,0 +1,138 @@
+"""The compositional network against its closed form (METHOD.md §1–3), in float64."""
+
+import math
+
+import pytest
+import torch
+
+import compnet
+from compnet.model import closed_form, law_scales, triangle, waves
+
+f64 = torch.float64
+
+
+def _peaks(d: int, seed: int, lo: float = 0.05, hi: float = 0.95) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return lo + (hi - lo) * torch.rand(d + 1, generator=g, dtype=f64)
+
+
+def _eval(net, x):
+    with torch.no_grad():
+        return net(x[:, None])[:, 0]
+
+
+X = torch.linspace(0, 1, 4001, dtype=f64)
+
+
+def test_triangle_by_hand():
+    a = torch.tensor(0.25, dtype=f64)
+    x = torch.tensor([0.0, 0.125, 0.25, 0.625, 1.0], dtype=f64)
+    assert torch.allclose(triangle(x, a), torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0], dtype=f64))
+
+
+def test_manifold_scales_by_hand():
+    a = torch.tensor([0.5, 0.4, 0.8, 0.3], dtype=f64)
+    s = law_scales(a)
+    s1 = 0.5 * 0.4
+    assert torch.allclose(s, torch.tensor([s1, s1 * 0.6 * 0.8, s1 * 0.6 * 0.8 * 0.2 * 0.3], dtype=f64))
+    # a free s_1 rescales every scale, keeping the law's ratios
+    assert torch.allclose(law_scales(a, torch.tensor(1.0, dtype=f64)), s / s1)
+    assert torch.allclose(law_scales(torch.full((7,), 0.5, dtype=f64)), 4.0 ** -torch.arange(1, 7, dtype=f64))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 8, 12])
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_network_equals_closed_form_tied(d, sign):
+    a = _peaks(d, seed=d)
+    net = compnet.compositional_mlp(a, sign=sign)
+    assert next(net.parameters()).dtype == f64
+    assert (_eval(net, X) - closed_form(X, a, law_scales(a), sign)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("d", [1, 4, 7, 12])
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_network_equals_closed_form_explicit_scales(d, sign):
+    a = _peaks(d, seed=100 + d)
+    g = torch.Generator().manual_seed(d)
+    # scales off the manifold: perturbed magnitudes and random signs
+    s = law_scales(a) * torch.empty(d, dtype=f64).uniform_(0.5, 2.0, generator=g)
+    s = s * torch.where(torch.rand(d, generator=g) < 0.3, -1.0, 1.0).to(f64)
+    net = compnet.compositional_mlp(a, s, sign=sign)
+    assert (_eval(net, X) - closed_form(X, a, s, sign)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_accumulator_never_dies(sign):
+    """Any peaks in [0.05, 0.95] and any scales (large ones too): the offset keeps the accumulator alive."""
+    for seed in range(20):
+        a = _peaks(6, seed=seed)
+        s = torch.randn(6, generator=torch.Generator().manual_seed(seed), dtype=f64) * 0.5
+        net = compnet.compositional_mlp(a, s, sign=sign)
+        assert (_eval(net, X) - closed_form(X, a, s, sign)).abs().max() < 1e-10
+
+
+def test_plain_encoding_clips_where_offset_does_not():
+    """Without the offset the accumulator ReLU can die (METHOD.md §3): big scales, sign −1."""
+    a = torch.tensor([0.5, 0.5, 0.5], dtype=f64)
+    s = torch.tensor([3.0, 1.0], dtype=f64)
+    exact = closed_form(X, a, s, -1.0)
+    assert exact.min() < 0  # the closed form dips below zero
+    plain = _eval(compnet.compositional_mlp(a, s, sign=-1.0, offset=False), X)
+    assert (plain - exact).abs().max() > 0.1
+    offset = _eval(compnet.compositional_mlp(a, s, sign=-1.0, offset=True), X)
+    assert (offset - exact).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 6, 9, 12])
+def test_yarotsky_anchor(d):
+    """All peaks ½, sign −1: the interpolant of x² at k/2^d, max error 2^(−2d−2) at the cell midpoints."""
+    net = compnet.compositional_mlp(torch.full((d + 1,), 0.5, dtype=f64))
+    n = 2**d
+    knots = torch.arange(n + 1, dtype=f64) / n
+    mids = (knots[:-1] + knots[1:]) / 2
+    assert (_eval(net, knots) - knots**2).abs().max() < 1e-14
+    err = (_eval(net, mids) - mids**2).abs()
+    assert torch.allclose(err, torch.full_like(err, 2.0 ** (-2 * d - 2)), rtol=1e-9, atol=0)
+    dense = torch.linspace(0, 1, 20001, dtype=f64)
+    assert (_eval(net, dense) - dense**2).abs().max() <= 2.0 ** (-2 * d - 2) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 3, 5, 8, 12])
+def test_exactly_2_to_the_d_pieces(d):
+    for sign in (-1.0, 1.0):
+        assert compnet.count_linear_pieces(compnet.compositional_mlp(_peaks(d, seed=7 * d), sign=sign)) == 2**d
+
+
+def _derivative_jump_at_first_peak(a: torch.Tensor, s: torch.Tensor) -> float:
+    h = 1e-7
+    a1 = a[0].item()
+    x = torch.tensor([a1 - 2 * h, a1 - h, a1 + h, a1 + 2 * h], dtype=f64)
+    f = closed_form(x, a, s, -1.0)
+    return abs(((f[3] - f[2]) - (f[1] - f[0])).item() / h)
+
+
+def test_differentiability_law():
+    """With scales from the law the jump in F' at a_1 shrinks toward 0 as depth grows; off the law it stays."""
+    base = torch.tensor([0.37, 0.62, 0.45, 0.55, 0.3, 0.7, 0.41, 0.58, 0.5, 0.44, 0.6, 0.52, 0.47, 0.53, 0.49], dtype=f64)
+    law, off = [], []
+    for d in (2, 4, 8, 12):
+        a = base[: d + 1]
+        s = law_scales(a)
+        law.append(_derivative_jump_at_first_peak(a, s))
+        off.append(_derivative_jump_at_first_peak(a, s * torch.where(torch.arange(d) % 2 == 0, 1.5, 1.0).to(f64)))
+    assert all(b < a for a, b in zip(law, law[1:]))  # strictly shrinking
+    assert law[-1] < 1e-2 * law[0]
+    assert min(off) > 0.2 * off[0]  # perturbed scales: the kink does not go away
+
+
+def test_bad_peaks_are_refused():
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        compnet.compositional_mlp([0.5, 1.2])
+    with pytest.raises(ValueError, match="scales"):
+        compnet.compositional_mlp([0.5, 0.5, 0.5], scales=[0.1])
+
+
+def test_float32_peaks_give_float32_network():
+    net = compnet.compositional_mlp(torch.tensor([0.5, 0.5], dtype=torch.float32))
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert math.isclose(_eval(net, torch.tensor([0.5]))[0].item(), 0.5 - 0.25, rel_tol=1e-6)

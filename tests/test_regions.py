@@ -1,0 +1,120 @@
+"""Exact linear-region counts (METHOD.md §7) against hand-built networks and dense sampling."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import compnet
+from compnet.model import Shapes, encode, law_scales
+from compnet.regions import count_activation_regions, regions, trial_regions, wasted_neurons
+
+f64 = torch.float64
+
+
+def _linear(w, b):
+    lin = nn.Linear(len(w[0]), len(w), dtype=f64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(w, dtype=f64))
+        lin.bias.copy_(torch.tensor(b, dtype=f64))
+    return lin
+
+
+def tent(k: int) -> nn.Sequential:
+    """Telgarsky's g = 2 relu(x) − 4 relu(x − ½) composed k times: exactly 2^k pieces on [0, 1]."""
+    mods: list[nn.Module] = [_linear([[1.0], [1.0]], [0.0, -0.5]), nn.ReLU()]
+    for _ in range(k - 1):
+        mods += [_linear([[2.0, -4.0], [2.0, -4.0]], [0.0, -0.5]), nn.ReLU()]
+    mods.append(_linear([[2.0, -4.0]], [0.0]))
+    return nn.Sequential(*mods)
+
+
+@pytest.mark.parametrize("k", range(1, 13))
+def test_telgarsky_tent(k):
+    assert compnet.count_linear_pieces(tent(k)) == 2**k
+    assert count_activation_regions(tent(k)) == 2**k
+
+
+def _sampled_pieces(net: nn.Sequential, lo: float, hi: float, n: int = 400_001) -> int:
+    """Independent reference: slopes on a dense grid, counting changes (valid when pieces are wider than
+    a few grid cells, which the assertion on the minimum knot gap below checks)."""
+    x = torch.linspace(lo, hi, n, dtype=f64)
+    with torch.no_grad():
+        y = net(x[:, None])[:, 0].numpy()
+    slope = np.diff(y) / np.diff(x.numpy())
+    change = np.abs(np.diff(slope)) > 1e-6 * (np.abs(slope).max() + 1)
+    # a kink inside one cell shows up as two consecutive changes (its cell's slope is in between)
+    idx = np.flatnonzero(change)
+    kinks = 0 if idx.size == 0 else 1 + int((np.diff(idx) > 1).sum())
+    return 1 + kinks
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_agrees_with_dense_sampling_on_random_default_networks(seed):
+    torch.manual_seed(seed)
+    width, depth = [(4, 5), (8, 3), (16, 2), (6, 6)][seed % 4]
+    dims = [1] + [width] * depth
+    mods: list[nn.Module] = []
+    for i, o in zip(dims, dims[1:]):
+        mods += [nn.Linear(i, o, dtype=f64), nn.ReLU()]
+    net = nn.Sequential(*mods, nn.Linear(width, 1, dtype=f64))
+    lo, hi = -1.0, 1.0
+    r = regions(net, lo, hi)
+    if r.knots.size > 2:
+        assert np.diff(r.knots).min() > 20 * (hi - lo) / 400_000, "pieces too narrow for the sampled reference"
+    assert r.linear_pieces == _sampled_pieces(net, lo, hi)
+    assert r.activation_regions >= r.linear_pieces
+
+
+def test_dead_layer_gives_one_piece():
+    """A collapsed network (a whole layer dead) is exactly one affine piece, and every neuron of that
+    layer is wasted."""
+    net = nn.Sequential(
+        _linear([[1.0], [-1.0]], [0.0, 0.5]), nn.ReLU(),
+        _linear([[-1.0, -1.0], [-2.0, 0.0]], [-0.1, -0.2]), nn.ReLU(),
+        _linear([[3.0, 1.0]], [0.7]),
+    )
+    assert compnet.count_linear_pieces(net) == 1
+    assert wasted_neurons(net) == 2 + 1  # the dead layer, and the first layer's always-on neuron x
+
+
+def test_shared_breakpoints_are_one_knot():
+    """Two neurons with the same breakpoint, and a neuron that only touches zero, add one knot."""
+    net = nn.Sequential(
+        _linear([[1.0], [2.0], [1.0]], [-0.5, -1.0, 0.0]), nn.ReLU(),
+        _linear([[1.0, 1.0, 0.0]], [0.0]),
+    )
+    r = regions(net)
+    assert r.knots.tolist() == [0.0, 0.5, 1.0]
+    assert r.linear_pieces == 2
+
+
+def test_collinear_neighbours_merge():
+    """relu(x − ½) − relu(x − ½): a kink in each neuron, none in the output."""
+    net = nn.Sequential(_linear([[1.0], [1.0]], [-0.5, -0.5]), nn.ReLU(), _linear([[1.0, -1.0]], [0.0]))
+    assert count_activation_regions(net) == 2
+    assert compnet.count_linear_pieces(net) == 1
+
+
+@pytest.mark.parametrize("d", [13, 16])
+def test_compositional_network_deep(d):
+    g = torch.Generator().manual_seed(d)
+    a = 0.3 + 0.4 * torch.rand(d + 1, generator=g, dtype=f64)
+    for sign in (-1.0, 1.0):
+        assert compnet.count_linear_pieces(compnet.compositional_mlp(a, sign=sign)) == 2**d
+
+
+def test_trial_regions_float32_resolution():
+    """Float32 weights split shared breakpoints by rounding; counted at float32 resolution they are 2^d."""
+    T, d = 8, 5
+    g = torch.Generator().manual_seed(0)
+    a = 0.25 + 0.5 * torch.rand(T, d + 1, generator=g)
+    flat = Shapes.join(encode(a, law_scales(a), torch.full((T,), -1.0), True))
+    pieces, wasted = trial_regions(Shapes(d), flat)
+    assert pieces == [2**d] * T
+    assert wasted == [3 * d] * T  # accumulator, t1 and bias never change sign
+
+
+def test_bad_interval():
+    with pytest.raises(ValueError, match="lo < hi"):
+        regions(tent(2), 1.0, 0.0)

@@ -1,0 +1,182 @@
+"""The batched trial engine against a plain per-trial loop (own nn.Sequential, own torch.optim.Adam)."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from compnet.config import TrainConf
+from compnet.experiment import reparam_of, run
+from compnet.init import generators, random_weights
+from compnet.model import Shapes, closed_form, encode, forward, law_scales, to_sequential
+from compnet.regions import trial_regions
+from compnet.targets import get_target, train_grid
+from compnet.train import PEAK_CLAMP, Reparam, pretrain, train_raw
+
+f64 = torch.float64
+
+
+def cfg_for(**kw):
+    cfg = OmegaConf.structured(TrainConf)
+    cfg.target.name, cfg.init.name, cfg.regime.name, cfg.experiment.name = "x3", "manifold", "auto", "none"
+    cfg.plots = False
+    for k, v in kw.items():
+        OmegaConf.update(cfg, k, v)
+    return cfg
+
+
+def loop_raw(start: torch.Tensor, shapes: Shapes, x, y, epochs: int, lr: float) -> torch.Tensor:
+    """What a researcher writes without compnet: per trial an nn.Sequential and its own Adam."""
+    finals = []
+    for t in range(start.shape[0]):
+        net = to_sequential(shapes.split(start), t)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = ((net(x[:, None])[:, 0] - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        finals.append(torch.cat([t.detach().flatten() for m in net if isinstance(m, torch.nn.Linear) for t in (m.weight, m.bias)]))
+    return torch.stack(finals)
+
+
+def loop_pretrain(peaks: torch.Tensor, sign: float, x, y, epochs: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independent reference for pretraining: Adam on (θ, s_1) through the closed form, one trial."""
+    theta = peaks.clone().requires_grad_(True)
+    s1 = law_scales(peaks)[0].clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta, s1], lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        a = theta.clamp(*PEAK_CLAMP)
+        loss = ((closed_form(x, a, law_scales(a, s1), sign) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return theta.detach(), s1.detach()
+
+
+def test_raw_stage_equals_plain_loop():
+    shapes, x = Shapes(5), train_grid(64, f64)
+    y = get_target("x3")(x)
+    start = random_weights("kaiming", shapes, generators(0, 3), f64)
+    fit = train_raw(shapes, start, x, y.expand(3, -1), 50, 1e-3)
+    ref = loop_raw(start, shapes, x, y, 50, 1e-3)
+    assert (fit.params[0] - ref).abs().max() < 1e-10
+    assert not fit.diverged.any()
+
+
+def test_pretraining_equals_closed_form_loop():
+    x = train_grid(64, f64)
+    y = get_target("x11")(x)
+    peaks = 0.25 + 0.5 * torch.rand(3, 6, generator=torch.Generator().manual_seed(1), dtype=f64)
+    sign = torch.full((3,), -1.0, dtype=f64)
+    fit = pretrain(Reparam(), peaks, torch.zeros(3, dtype=torch.bool), sign, x, y.expand(3, -1), 50, 1e-3)
+    for t in range(3):
+        theta, s1 = loop_pretrain(peaks[t], -1.0, x, y, 50, 1e-3)
+        assert (fit.params[0][t] - theta).abs().max() < 1e-10
+        assert abs(fit.params[1][t] - s1) < 1e-12
+    assert not torch.equal(fit.params[0], peaks)  # the peaks did move
+
+
+@pytest.mark.parametrize("regime", ["direct", "pretrain"])
+def test_run_equals_plain_loop_both_regimes(regime):
+    """End to end through `run`: the pretrained network, freed, then trained by the plain loop."""
+    init = "kaiming" if regime == "direct" else "manifold"
+    cfg = cfg_for(**{"init.name": init, "regime.name": regime, "trials": 3, "epochs": 50, "points": 64, "dtype": "float64"})
+    (r,), _ = run(cfg)
+    shapes, x = Shapes(5), train_grid(64, f64)
+    y = get_target("x3")(x)
+    start = r.start if regime == "direct" else r.pretrained
+    if regime == "pretrain":
+        for t in range(3):
+            theta, s1 = loop_pretrain(r.peaks_start[t], -1.0, x, y, 50, 1e-3)
+            a = theta.clamp(*PEAK_CLAMP)
+            ref = Shapes.join(encode(a[None], law_scales(a, s1)[None], torch.tensor([-1.0], dtype=f64)))
+            assert (r.pretrained[t] - ref[0]).abs().max() < 1e-9
+    assert (r.final - loop_raw(start, shapes, x, y, 50, 1e-3)).abs().max() < 1e-9
+    assert torch.allclose(r.loss_train[-1], ((forward(shapes.split(r.final), x) - y) ** 2).mean(-1))
+
+
+@pytest.mark.parametrize("init", ["kaiming", "manifold", "compositional"])
+def test_trial_independent_of_batch_size(init):
+    one, _ = run(cfg_for(**{"init.name": init, "trials": 1, "epochs": 30, "points": 50}))
+    five, _ = run(cfg_for(**{"init.name": init, "trials": 5, "epochs": 30, "points": 50}))
+    assert torch.allclose(one[0].final[0], five[0].final[0], rtol=0, atol=1e-6)
+    assert one[0].seeds[0] == five[0].seeds[0]
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    a, _ = run(cfg_for(**{"trials": 3, "epochs": 20, "points": 50}))
+    b, _ = run(cfg_for(**{"trials": 3, "epochs": 20, "points": 50}))
+    c, _ = run(cfg_for(**{"trials": 3, "epochs": 20, "points": 50, "seed": 1}))
+    assert torch.equal(a[0].loss_train, b[0].loss_train)
+    assert not torch.equal(a[0].peaks_start, c[0].peaks_start)
+
+
+def test_peak_methods_share_starting_peaks():
+    cfg = cfg_for(**{"trials": 4, "epochs": 5, "points": 20, "experiment.methods": ["no_pretraining", "not_enforced", "enforced"]})
+    results, _ = run(cfg)
+    for r in results[1:]:
+        assert torch.equal(r.peaks_start, results[0].peaks_start)
+    assert ((results[0].peaks_start > 0.25) & (results[0].peaks_start < 0.75)).all()
+
+
+def test_diverged_trial_is_frozen_and_others_unaffected():
+    shapes, x = Shapes(3), train_grid(50)
+    y = get_target("x3")(x).expand(3, -1)
+    start = random_weights("kaiming", shapes, generators(0, 3))
+    bad = start.clone()
+    bad[1] *= 1e30  # overflows float32: an infinite loss from the first step
+    fit_ok = train_raw(shapes, start[[0, 2]], x, y[[0, 2]], 40, 1e-2)
+    fit = train_raw(shapes, bad, x, y, 40, 1e-2)
+    assert fit.diverged.tolist() == [False, True, False]
+    assert torch.equal(fit.params[0][1], bad[1])  # frozen where it stood
+    assert torch.allclose(fit.params[0][[0, 2]], fit_ok.params[0], atol=1e-6, rtol=0)
+    assert not math.isfinite(fit.history[-1, 1].item())
+
+
+def test_nan_mid_training_is_caught():
+    """A loss that turns NaN half way (lr so large that the weights blow up) is marked, not propagated."""
+    shapes, x = Shapes(2), train_grid(20)
+    y = get_target("x3")(x).expand(2, -1)
+    start = random_weights("kaiming", shapes, generators(3, 2))
+    start[0] *= 1e18  # finite loss at first, overflow after a step
+    fit = train_raw(shapes, start, x, y, 30, 1e18)
+    assert fit.diverged[0]
+    assert torch.isfinite(fit.params[0][1]).all()
+
+
+@pytest.mark.parametrize("free", [False, True])
+def test_pretraining_keeps_exactly_2_to_the_d_pieces(free):
+    """The parameterisation cannot lose pieces: counted at checkpoints along one pretraining trajectory."""
+    d, T = 5, 4
+    x = train_grid(100, f64)
+    y = get_target("x11")(x).expand(T, -1)
+    peaks = 0.25 + 0.5 * torch.rand(T, d + 1, generator=torch.Generator().manual_seed(5), dtype=f64)
+    sign = torch.full((T,), -1.0, dtype=f64)
+    free_mask = torch.full((T,), free)
+    reparam = Reparam()
+    for epochs in (0, 50, 200, 600):
+        fit = pretrain(reparam, peaks, free_mask, sign, x, y, epochs, 1e-2)
+        flat = Shapes.join(reparam.layers(fit.params, free_mask, sign))
+        pieces, _ = trial_regions(Shapes(d), flat)
+        assert pieces == [2**d] * T, f"after {epochs} epochs"
+
+
+def test_sigmoid_peaks_stay_inside_and_learn_slower():
+    x = train_grid(100, f64)
+    y = get_target("x11")(x).expand(2, -1)
+    peaks = torch.tensor([[0.5] * 6, [0.4] * 6], dtype=f64)
+    sign, free = torch.full((2,), -1.0, dtype=f64), torch.zeros(2, dtype=torch.bool)
+    clamp = pretrain(Reparam(peaks="clamp"), peaks, free, sign, x, y, 100, 1e-2)
+    sig = Reparam(peaks="sigmoid")
+    sfit = pretrain(sig, peaks, free, sign, x, y, 100, 1e-2)
+    a = sig.peak_values(sfit.params[0])
+    assert ((a > 0) & (a < 1)).all()
+    # sigmoid' <= 1/4: the same Adam steps in θ move the peaks less
+    assert (a - peaks).abs().sum() < (clamp.params[0] - peaks).abs().sum()
+
+
+def test_reparam_settings_are_read_from_config():
+    r = reparam_of(cfg_for(**{"model.peaks": "sigmoid", "model.s1": "tied", "model.offset": False}))
+    assert (r.peaks, r.s1, r.offset) == ("sigmoid", "tied", False)
