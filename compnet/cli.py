@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "train":
         return _hydra("train", "train", _train, rest)
-    if cmd == "regions":
+    if cmd == "regions":  # `from` is a Python keyword, so the schema's field is from_run
+        rest = [f"from_run={a[5:]}" if a.startswith("from=") else a for a in rest]
         return _hydra("regions", "regions", _regions, rest)
     if cmd == "table":
         return _table(rest)
@@ -67,11 +68,11 @@ def _hydra(cmd: str, config_name: str, task: Callable, rest: list[str]) -> int:
 
 
 def _checked(cfg, cmd: str) -> None:
-    from compnet.config import ConfigError, validate
+    from compnet import config
 
     try:
-        validate(cfg)
-    except ConfigError as e:
+        (config.validate if cmd == "train" else config.validate_regions)(cfg)
+    except config.ConfigError as e:
         print(f"compnet {cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -92,6 +92,23 @@ class TrainConf:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
+@dataclass
+class RegionsConf:
+    """`compnet regions`: exact region counts of untrained (or saved) networks, no training."""
+
+    inits: list[str] = field(default_factory=lambda: ["kaiming", "raai", "rai", "manifold"])
+    depths: list[int] = field(default_factory=lambda: list(range(1, 13)))  # width-4 depth study
+    widths: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])  # width study, random inits
+    width_depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    draws: int = 50  # networks per (init, depth, width)
+    lo: float = 0.0  # the interval the input line runs over
+    hi: float = 1.0
+    seed: int = 0
+    from_run: Optional[str] = None  # `from=PATH`: count the saved networks of a run folder instead
+    init: InitConf = field(default_factory=lambda: InitConf(name="kaiming"))  # peak range, RAAI settings
+    plots: bool = True
+
+
 # (init, regime) of each of the paper's rows, and its name in the tables
 METHODS: dict[str, tuple[str, str, str]] = {
     "default": ("kaiming", "direct", "Default network"),
@@ -174,3 +191,16 @@ def register() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConf)
+    cs.store(name="regions_schema", node=RegionsConf)
+
+
+def validate_regions(cfg: Any) -> None:
+    """The same for `compnet regions`."""
+    for init in cfg.inits:
+        _one_of("init", init, INITS)
+    _check(all(d >= 1 for d in cfg.depths) and all(d >= 1 for d in cfg.width_depths), f"depths={list(cfg.depths)}, width_depths={list(cfg.width_depths)}: every depth must be >= 1")
+    _check(all(w >= 1 for w in cfg.widths), f"widths={list(cfg.widths)}: every width must be >= 1")
+    _check(cfg.draws >= 1, f"draws={cfg.draws}: need draws >= 1")
+    _check(cfg.lo < cfg.hi, f"lo={cfg.lo}, hi={cfg.hi}: need lo < hi")
+    lo, hi = cfg.init.peak_low, cfg.init.peak_high
+    _check(0 < lo <= hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: need 0 < low <= high < 1")
