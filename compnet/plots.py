@@ -97,10 +97,15 @@ def draw_layers(folder: Path, summary, trials, weights) -> None:
             for k, (w, b) in enumerate(layers[:-1]):
                 z = torch.baddbmm(b.unsqueeze(2), w, h)
                 ax = axes[row, k]
-                ax.plot(x, z[0].T, lw=0.9)
+                # each neuron scaled to its own peak: deep waves are tiny (c_k ~ 4^-k) beside the accumulator,
+                # and what matters is their shape and where they cross zero
+                scale = z[0].abs().amax(1, keepdim=True).clamp_min(1e-300)
+                ax.plot(x, (z[0] / scale).T, lw=0.9, label=[f"neuron {i + 1}" for i in range(z.shape[1])])
                 ax.axhline(0, color="k", lw=0.6)
                 ax.set_title(f"{'start' if row == 0 else 'trained'}: layer {k + 1}", fontsize=9)
                 h = torch.relu(z)
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_ylabel("pre-activation / its max")
     fig.suptitle(f"Pre-activations of the best trial ({t}), {method_label(summary['method'])} on {summary['target']}")
     fig.tight_layout()
     fig.savefig(folder / "layers.png", dpi=110)

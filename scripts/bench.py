@@ -1,0 +1,120 @@
+"""Benchmark: compnet's batched engine against the plain per-trial loop, side by side in one run.
+
+    make bench            # or: python scripts/bench.py [--trials 30] [--epochs 1000] [--skip-tables]
+
+1. the plain loop a researcher writes without compnet: per trial a fresh nn.Sequential (1-4-4-4-4-4-1,
+   PyTorch default init) and its own Adam, full-batch epochs on 500 points;
+2. compnet's engine on the same trials (same starting weights);
+3. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through
+   `compnet train`, as one experiment.
+Prints wall times, the ratio (1)/(2), peak memory, and the arithmetic floor: the FLOPs of the forward and
+backward passes over this machine's measured matrix-multiply rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from compnet.init import generators, random_weights
+from compnet.model import Shapes, to_sequential
+from compnet.targets import get_target, train_grid
+from compnet.train import train_raw
+
+
+def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+    t0 = time.perf_counter()
+    for t in range(start.shape[0]):
+        net = to_sequential(shapes.split(start), t)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        xs = x[:, None]
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = ((net(xs)[:, 0] - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t0
+
+
+def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+    t0 = time.perf_counter()
+    train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3)
+    return time.perf_counter() - t0
+
+
+def matmul_rate(n: int = 2048, reps: int = 5) -> float:
+    """Sustained float32 GEMM rate of this machine (FLOP/s), the best of a few tries."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def flops_per_step(shapes: Shapes, points: int) -> float:
+    """Multiply-adds of the forward pass ×2 (FLOPs), backward ≈ 2× forward: 3× in all."""
+    return 3 * 2 * points * sum(o * i for o, i in shapes.dims)
+
+
+def tables_run(trials: int) -> dict:
+    """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cmd = ["compnet", "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false"]
+        p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if p.returncode:
+            sys.exit(f"bench: compnet failed:\n{p.stderr[-2000:]}")
+        summaries = [json.loads(f.read_text()) for f in Path(tmp).rglob("summary.json")]
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"process": wall, "training": summaries[0]["wall_seconds"], "networks": sum(s["n_trials"] for s in summaries), "peak_mib": child}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--skip-tables", action="store_true", help="only the loop-vs-engine comparison")
+    args = p.parse_args()
+
+    shapes, x = Shapes(5), train_grid(500)
+    y = get_target("x3")(x)
+    start = random_weights("kaiming", shapes, generators(0, args.trials))
+    rate = matmul_rate()
+    step_flops = flops_per_step(shapes, x.numel())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM rate {rate / 1e9:.1f} GFLOP/s")
+
+    t_loop = plain_loop(start, shapes, x, y, args.epochs)
+    t_engine = engine(start, shapes, x, y, args.epochs)
+    floor = args.trials * args.epochs * step_flops / rate
+    print(f"\n{args.trials} trials x {args.epochs} epochs, 500 points, depth 5 width 4 (training time only):")
+    print(f"  (1) plain per-trial loop   {t_loop:8.2f} s")
+    print(f"  (2) compnet engine         {t_engine:8.2f} s")
+    print(f"  ratio (1)/(2)              {t_loop / t_engine:8.1f} x")
+    print(f"  arithmetic floor           {floor:8.3f} s   (engine at {floor / t_engine:.1%} of it)")
+    print(f"  peak memory so far         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
+
+    if not args.skip_tables:
+        r = tables_run(args.trials)
+        # pretraining (2 methods) + raw stage (5 methods), 1000 epochs each, per target
+        steps = 4 * args.trials * (2 * 1000 + 5 * 1000)
+        print(f"\n(3) Tables 1+2: {r['networks']} networks through `compnet train` (one experiment):")
+        print(f"  training (wall_seconds)    {r['training']:8.2f} s")
+        print(f"  whole process              {r['process']:8.2f} s   (start-up, writing results, region counts)")
+        print(f"  arithmetic floor           {steps * step_flops / rate:8.2f} s")
+        print(f"  peak memory                {r['peak_mib']:8.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Shared by the scripts: run `compnet train` into a chosen folder and read back what it wrote."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from compnet.tables import find_runs
+
+
+def stamp_dir(kind: str) -> Path:
+    now = datetime.now()
+    return Path("outputs") / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S-%f')}-{kind}"
+
+
+def train(folder: Path, *overrides: str) -> list[dict]:
+    """`compnet train OVERRIDES` with its run folder at `folder`; returns the summaries it wrote."""
+    t0 = time.perf_counter()
+    cmd = ["compnet", "train", *overrides, f"hydra.run.dir={folder}"]
+    print("$", " ".join(cmd), flush=True)
+    p = subprocess.run(cmd)
+    if p.returncode:
+        sys.exit(f"{' '.join(cmd)} failed with exit code {p.returncode}")
+    summaries, missing = find_runs([folder])
+    if missing:
+        sys.exit(f"incomplete run: {missing}")
+    print(f"  ({time.perf_counter() - t0:.1f} s)\n", flush=True)
+    return summaries
+
+
+def commit() -> str:
+    p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    return (p.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
