@@ -89,7 +89,7 @@ class TrainConf:
     test_points: int = 0  # held-out points at cell centres; > 0 reports test MSE
     dtype: DType = DType.float32
     plots: bool = True
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    workers: int = 0  # threads training slices of the trials side by side; 0 = one per core
 
 
 @dataclass
@@ -169,7 +169,7 @@ def validate(cfg: Any) -> None:
     _check(cfg.init.raai_sigma_b2 >= 0, f"init.raai_sigma_b2={cfg.init.raai_sigma_b2}: need >= 0")
     if cfg.init.raai_sigma_w2 is not None:
         _check(cfg.init.raai_sigma_w2 > 0, f"init.raai_sigma_w2={cfg.init.raai_sigma_w2}: need > 0")
-    _check(cfg.threads >= 0, f"threads={cfg.threads}: need >= 0")
+    _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
     if cfg.experiment.methods:

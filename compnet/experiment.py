@@ -17,7 +17,7 @@ from compnet.config import METHODS, RANDOM_INITS, method_of, resolve_regime
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
 from compnet.model import Shapes, encode, forward, law_scales
 from compnet.targets import get_target, test_grid, train_grid
-from compnet.train import Reparam, Stopwatch, mse, pretrain, train_raw
+from compnet.train import Reparam, Stopwatch, mse, pretrain, train_raw, workers_default
 
 COLLAPSE_FRACTION = 0.9  # final MSE >= 0.9 Var(target): the output is (close to) a constant
 
@@ -88,8 +88,7 @@ def reparam_of(cfg: Any) -> Reparam:
 
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration; returns the results and the training wall time (s)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    workers = cfg.workers or workers_default()
     dtype, T, d = _dtype(cfg), cfg.trials, cfg.depth
     shapes, reparam = Shapes(d), reparam_of(cfg)
     x = train_grid(cfg.points, dtype)
@@ -131,6 +130,7 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
                 torch.cat([ys[i] for i in pre]),
                 cfg.regime.pretrain_epochs,
                 cfg.lr,
+                workers,
             )
             flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach()
         a = reparam.peak_values(fit.params[0])
@@ -147,7 +147,7 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
         group = [i for i, e in enumerate(epochs_of) if e == epochs]
         with clock:
             fit = train_raw(
-                shapes, torch.cat([raw_start[i] for i in group]), x, torch.cat([ys[i] for i in group]), epochs, cfg.lr
+                shapes, torch.cat([raw_start[i] for i in group]), x, torch.cat([ys[i] for i in group]), epochs, cfg.lr, workers
             )
         for j, i in enumerate(group):
             sl = slice(j * T, (j + 1) * T)

@@ -77,19 +77,15 @@ def encode(peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, offset
     w1 = torch.stack([one, one, one, zero], 1).unsqueeze(2)
     b1 = torch.stack([m, zero, -a[:, 0], one], 1)
     layers: list[Layer] = [(w1, b1)]
-    for k in range(1, d):  # hidden layer k+1: forms wave k from peak a_k, splits it at a_{k+1}
-        u, v = 1 / a[:, k - 1], -1 / (a[:, k - 1] * (1 - a[:, k - 1]))
-        g, S = gain[:, k - 1], ratio[:, k - 1]
-        w = torch.stack(
-            [
-                torch.stack([one, g * u, g * v, zero], 1),
-                torch.stack([zero, S * u, S * v, zero], 1),
-                torch.stack([zero, S * u, S * v, -S * a[:, k]], 1),
-                torch.stack([zero, zero, zero, S], 1),
-            ],
-            1,
-        )
-        layers.append((w, torch.zeros_like(b1)))
+    if d > 1:  # hidden layer k+1 forms wave k from peak a_k and splits it at a_{k+1}; all built at once
+        al, an = a[:, : d - 1], a[:, 1:d]
+        u, v = 1 / al, -1 / (al * (1 - al))
+        g, S = gain[:, : d - 1], ratio[:, : d - 1]
+        z = torch.zeros_like(u)
+        rows = [z + 1, g * u, g * v, z, z, S * u, S * v, z, z, S * u, S * v, -S * an, z, z, z, S]
+        w = torch.stack(rows, 2).view(T, d - 1, 4, 4)
+        zeros = torch.zeros_like(b1)
+        layers += [(w[:, k], zeros) for k in range(d - 1)]
     u, v = 1 / a[:, d - 1], -1 / (a[:, d - 1] * (1 - a[:, d - 1]))
     g = gain[:, d - 1]
     layers.append((torch.stack([one, g * u, g * v, zero], 1).unsqueeze(1), -m.unsqueeze(1)))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compnet.model import Shapes
+from compnet.model import Layer, Shapes
 
 # Pre-activations within `rtol` of their largest magnitude at the knots count as zero: such a value is a
 # knot already shared with an earlier neuron (t1 and t2 of the compositional network share breakpoints),
@@ -85,6 +85,7 @@ def _slopes(layers, knots: np.ndarray) -> np.ndarray:
 class Regions:
     knots: np.ndarray  # sorted breakpoints of the activation pattern, ends included
     slopes: np.ndarray  # output slope on each activation region
+    wasted: int  # hidden neurons whose pre-activation never changes sign on the interval
 
     @property
     def activation_regions(self) -> int:
@@ -104,10 +105,13 @@ def regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0, rtol: float 
     pre-activation at a knot counts as zero."""
     if not hi > lo:
         raise ValueError(f"need lo < hi, got [{lo}, {hi}]")
-    layers = _affine_layers(model)
     rtol = _rtol(next(model.parameters()).dtype) if rtol is None else rtol
-    knots = _knots(layers, float(lo), float(hi), rtol)
-    return Regions(knots, _slopes(layers, knots))
+    return _regions(_affine_layers(model), float(lo), float(hi), rtol)
+
+
+def _regions(layers, lo: float, hi: float, rtol: float) -> Regions:
+    knots = _knots(layers, lo, hi, rtol)
+    return Regions(knots, _slopes(layers, knots), _wasted(layers, knots, rtol))
 
 
 def count_linear_pieces(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
@@ -123,9 +127,7 @@ def count_activation_regions(model: nn.Sequential, lo: float = 0.0, hi: float = 
 def wasted_neurons(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
     """Hidden neurons whose pre-activation never changes sign on [lo, hi] (dead or always on): they add
     no breakpoint, the paper's 'wasted' neurons."""
-    layers = _affine_layers(model)
-    rtol = _rtol(next(model.parameters()).dtype)
-    return _wasted(layers, _knots(layers, float(lo), float(hi), rtol), rtol)
+    return regions(model, lo, hi).wasted
 
 
 def _wasted(layers, knots: np.ndarray, rtol: float) -> int:
@@ -136,16 +138,20 @@ def _wasted(layers, knots: np.ndarray, rtol: float) -> int:
     return wasted
 
 
+def batch_regions(layers: list[Layer], lo: float = 0.0, hi: float = 1.0) -> list[Regions | None]:
+    """Regions of every trial of a batched network; None for a trial with non-finite (diverged) weights.
+    The zero tolerance follows the stored dtype (see RTOL)."""
+    rtol = _rtol(layers[0][0].dtype)
+    out: list[Regions | None] = []
+    for trial in zip(*(zip(w.detach().double().numpy(), b.detach().double().numpy()) for w, b in layers)):
+        net = list(trial)
+        finite = all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in net)
+        out.append(_regions(net, lo, hi, rtol) if finite else None)
+    return out
+
+
 def trial_regions(shapes: Shapes, flat: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> tuple[list[int], list[int]]:
-    """Linear pieces of the output and wasted neurons of every trial of a batched network ([T, P])."""
-    pieces, wasted, rtol = [], [], _rtol(flat.dtype)
-    for w_b in zip(*(zip(w.double().numpy(), b.double().numpy()) for w, b in shapes.split(flat.detach()))):
-        layers = list(w_b)
-        if not all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in layers):
-            pieces.append(-1)  # a diverged trial has no regions to count
-            wasted.append(-1)
-            continue
-        knots = _knots(layers, lo, hi, rtol)
-        pieces.append(Regions(knots, _slopes(layers, knots)).linear_pieces)
-        wasted.append(_wasted(layers, knots, rtol))
-    return pieces, wasted
+    """Linear pieces of the output and wasted neurons of every trial of a batched network ([T, P]);
+    −1 for a diverged trial, which has no regions to count."""
+    found = batch_regions(shapes.split(flat), lo, hi)
+    return [r.linear_pieces if r else -1 for r in found], [r.wasted if r else -1 for r in found]

@@ -11,12 +11,20 @@ Two stages (METHOD.md §4):
 - raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
 Peaks stay in (0, 1) by a clamp to [0.01, 0.99] in the forward pass (zero gradient outside) or by
 a = sigmoid(θ).
+
+Speed (see scripts/bench.py): the networks are tiny, so a step is a few dozen memory-bound tensor ops.
+Trials are split into one chunk per core, each trained by its own thread with one intra-op thread (the
+ops are too small for torch's intra-op threads to pay), and glibc is told to keep freed memory instead of
+handing it back to the kernel, which otherwise zero-fills fresh pages for every large tensor of every step.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,7 +49,7 @@ def adam(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    desc: str = "train",
+    desc: str | None = "train",
 ) -> Fit:
     """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T]."""
     params = [p.detach().clone().requires_grad_(True) for p in params]
@@ -78,9 +86,9 @@ def adam(
     return Fit([p.detach() for p in params], history, ~alive)
 
 
-def _progress(epochs: int, desc: str):
+def _progress(epochs: int, desc: str | None):
     """A tqdm bar on an interactive terminal only: log files and CI output stay clean."""
-    if epochs == 0 or not sys.stderr.isatty():
+    if desc is None or epochs == 0 or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
@@ -96,6 +104,50 @@ def _update(bar, loss: torch.Tensor, alive: torch.Tensor, step: int) -> None:
 
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((pred - y) ** 2).mean(-1)
+
+
+def workers_default() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def keep_freed_memory() -> None:
+    """glibc only: serve large tensors from the heap and never trim it (no page-fault storm per step)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    libc.mallopt(M_TOP_PAD, 64 << 20)
+
+
+def chunked(fit_chunk: Callable[[slice, str | None], Fit], trials: int, workers: int) -> Fit:
+    """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together.
+
+    Trials never interact, so this changes nothing but the batch size each kernel sees."""
+    keep_freed_memory()
+    n = max(1, min(workers, trials))
+    if n == 1:
+        return fit_chunk(slice(0, trials), "train")
+    bounds = [round(i * trials / n) for i in range(n + 1)]
+    slices = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+    def work(i: int) -> Fit:
+        torch.set_num_threads(1)
+        return fit_chunk(slices[i], "train" if i == 0 else None)
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            fits = list(pool.map(work, range(n)))
+    finally:
+        torch.set_num_threads(threads)
+    return Fit(
+        [torch.cat(ps) for ps in zip(*(f.params for f in fits))],
+        torch.cat([f.history for f in fits], 1),
+        torch.cat([f.diverged for f in fits]),
+    )
 
 
 # ---- the reparameterisation (pretraining stage) -------------------------------------------------------
@@ -140,20 +192,27 @@ def pretrain(
     y: torch.Tensor,
     epochs: int,
     lr: float,
+    workers: int = 1,
 ) -> Fit:
     """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
-    return adam(
-        reparam.start(peaks),
-        lambda p: mse(forward(reparam.layers(p, free, sign), x), y),
-        epochs,
-        lr,
-        desc="pretrain",
-    )
+
+    def fit(sl: slice, desc: str | None) -> Fit:
+        f, sg = free[sl], sign[sl]
+        loss = lambda p: mse(forward(reparam.layers(p, f, sg), x), y[sl])  # noqa: E731
+        return adam(reparam.start(peaks[sl]), loss, epochs, lr, desc=desc and "pretrain")
+
+    return chunked(fit, peaks.shape[0], workers)
 
 
-def train_raw(shapes: Shapes, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> Fit:
+def train_raw(
+    shapes: Shapes, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, workers: int = 1
+) -> Fit:
     """Adam on the raw weights, all packed in one [T, P] tensor."""
-    return adam([flat], lambda p: mse(forward(shapes.split(p[0]), x), y), epochs, lr, desc="train")
+
+    def fit(sl: slice, desc: str | None) -> Fit:
+        return adam([flat[sl]], lambda p: mse(forward(shapes.split(p[0]), x), y[sl]), epochs, lr, desc=desc)
+
+    return chunked(fit, flat.shape[0], workers)
 
 
 class Stopwatch:

@@ -1,0 +1,219 @@
+"""`compnet regions`: exact linear-region counts of networks that need no training (METHOD.md §7).
+
+Along a 1-D input line [lo, hi] a ReLU network with scalar input and output has two counts:
+- activation regions: intervals on which every neuron's sign is constant (knots of the sign pattern);
+- linear pieces: maximal intervals on which the output is affine, i.e. activation regions merged where
+  neighbours share a slope, so pieces ≤ activation regions.
+
+Hanin & Rolnick (2019): at random initialisation the expected number of regions along a line grows linearly in
+the number of hidden neurons N, pieces ≈ c · N, whatever the depth (c ≈ 0.4 for PyTorch's default init on
+[−1, 1]). The compositional network of depth d (peaks a_1 … a_{d+1}, scales from the law, sign −1) computes
+x − Σ s_i W_i(x), whose wave W_d has 2^d pieces: exactly 2^d pieces on [0, 1] for any peaks (outside [0, 1]
+its ReLUs clip, adding a bend at 0 and at 1). The constant c depends on the line: about 0.24 on the default
+[0, 1], a line half as long as [−1, 1].
+
+Three studies, one row of regions.csv per counted network:
+- depth:   every init in `inits` at width 4 and each depth in `depths`;
+- width:   the random inits at each width in `widths` and depth in `width_depths`; the per-neuron constant c of
+           each init is the mean over these rows of pieces / N;
+- trained: (`from=PATH`) every run folder under PATH and each stage its weights.npz holds (start, pretrained,
+           final), one row per trial; only this study runs then.
+Draw i of every setting uses generator (seed, i), as trial i of `compnet train` does, so draw i here is trial
+i's starting network there. Weights are float64 so that the counts are exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from compnet.config import RANDOM_INITS  # noqa: E402
+from compnet.init import draw_peaks, generators, random_weights  # noqa: E402
+from compnet.model import Layer, Shapes, encode, law_scales  # noqa: E402
+from compnet.regions import batch_regions  # noqa: E402
+
+log = logging.getLogger("compnet")
+
+COLUMNS = ["study", "init", "run", "stage", "depth", "width", "neurons", "draw", "pieces", "activation_regions"]
+STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
+f64 = torch.float64
+
+
+def start_layers(init: str, depth: int, width: int, cfg: Any) -> list[Layer]:
+    """The `cfg.draws` starting networks of an init, in float64."""
+    gens, shapes = generators(cfg.seed, cfg.draws), Shapes(depth, width)
+    if init in RANDOM_INITS:
+        c = cfg.init
+        return shapes.split(random_weights(init, shapes, gens, f64, c.raai_k, c.raai_sigma_w2, c.raai_sigma_b2))
+    if width != 4:
+        raise ValueError(f"init {init!r} is the 4-wide compositional network; width {width} is not defined")
+    peaks = draw_peaks(gens, depth + 1, cfg.init.peak_low, cfg.init.peak_high, f64)
+    return encode(peaks, law_scales(peaks), torch.full((cfg.draws,), -1.0, dtype=f64))
+
+
+def settings(cfg: Any) -> list[tuple[str, str, int, int]]:
+    """(study, init, depth, width) of every setting of the depth and width studies."""
+    depth = [("depth", i, d, 4) for i in cfg.inits for d in cfg.depths]
+    width = [("width", i, d, w) for i in cfg.inits if i in RANDOM_INITS for w in cfg.widths for d in cfg.width_depths]
+    return depth + width
+
+
+def init_rows(cfg: Any) -> pd.DataFrame:
+    """Counts of the depth and width studies, one row per draw."""
+    rows = []
+    for study, init, depth, width in tqdm(settings(cfg), desc="regions", disable=not sys.stderr.isatty()):
+        for draw, r in enumerate(batch_regions(start_layers(init, depth, width, cfg), cfg.lo, cfg.hi)):
+            rows.append((study, init, "", "init", depth, width, depth * width, draw, r.linear_pieces, r.activation_regions))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
+    """Counts of every trial and stored stage of every run folder under `path` (the run's name is its
+    folder relative to `path`). Trials with non-finite weights (diverged) are left out."""
+    rows = []
+    for summary_file in sorted(path.rglob("summary.json")):
+        folder = summary_file.parent
+        summary = json.loads(summary_file.read_text())
+        name = str(folder.relative_to(path)) if folder != path else folder.name
+        if not (folder / "weights.npz").is_file():
+            log.warning("%s: no weights.npz, skipped", folder)
+            continue
+        init, depth = summary.get("init", ""), summary["depth"]
+        weights, shapes = np.load(folder / "weights.npz"), Shapes(depth)  # runs are 4 wide
+        for stage in (s for s in STAGES if s in weights):
+            found = batch_regions(shapes.split(torch.from_numpy(weights[stage])), lo, hi)
+            for trial, r in enumerate(found):
+                if r is not None:
+                    rows.append(("trained", init, name, stage, depth, 4, 4 * depth, trial, r.linear_pieces, r.activation_regions))
+            if None in found:
+                log.warning("%s %s: %d trials with non-finite weights left out", name, stage, found.count(None))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def per_neuron(frame: pd.DataFrame) -> pd.Series:
+    """Hanin–Rolnick's constant c per init: the mean of pieces / hidden neurons over the width study."""
+    w = frame[frame.study == "width"]
+    return (w.pieces / w.neurons).groupby(w.init, sort=False).mean().rename("pieces per neuron")
+
+
+def depth_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean pieces per depth (rows) and init (columns), beside 2^d."""
+    d = frame[frame.study == "depth"]
+    table = d.pivot_table(index="depth", columns="init", values="pieces", aggfunc="mean", sort=False)
+    table.insert(0, "2^d", 2**table.index)
+    return table
+
+
+def run_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean pieces and activation regions per run and stage, beside 2^depth."""
+    g = frame.groupby(["run", "stage", "depth"], sort=False)
+    table = g.agg(trials=("draw", "size"), pieces=("pieces", "mean"), activation_regions=("activation_regions", "mean"))
+    table["2^depth"] = 2 ** table.index.get_level_values("depth")
+    return table.reset_index()
+
+
+def draw_init(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
+    """Panel 1: mean pieces versus depth with the min–max band and 2^d (log y). Panel 2: pieces per
+    neuron versus width, one line per init and depth, the fitted constant dashed."""
+    studies = [s for s in ("depth", "width") if (frame.study == s).any()]
+    fig, axes = plt.subplots(1, len(studies), figsize=(6.5 * len(studies), 4.5), squeeze=False)
+    colors = {init: f"C{i}" for i, init in enumerate(dict.fromkeys(frame.init))}
+    for ax, study in zip(axes[0], studies):
+        rows = frame[frame.study == study]
+        if study == "depth":
+            for init, g in rows.groupby("init", sort=False):
+                s = g.groupby("depth").pieces.agg(["mean", "min", "max"])
+                ax.plot(s.index, s["mean"], "o-", color=colors[init], label=init, ms=3)
+                ax.fill_between(s.index, s["min"], s["max"], color=colors[init], alpha=0.2)
+            d = np.array(sorted(rows.depth.unique()))
+            ax.plot(d, 2.0**d, "k--", lw=1, label="$2^d$")
+            ax.set_yscale("log", base=2)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set(xlabel="depth (width 4)", ylabel="linear pieces", title="pieces versus depth (mean, min–max)")
+        else:
+            markers = dict(zip(sorted(rows.depth.unique()), "osD^v<>p*hx+"))
+            for (init, depth), g in rows.groupby(["init", "depth"], sort=False):
+                s = (g.pieces / g.neurons).groupby(g.width).mean()
+                ax.plot(s.index, s.values, marker=markers[depth], color=colors[init], lw=0.8, ms=4, label=f"{init}, depth {depth}")
+            for init, c in per_neuron(frame).items():
+                ax.axhline(c, color=colors[init], ls="--", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel="width", ylabel="pieces / hidden neurons", title="Hanin–Rolnick: pieces per neuron (dashed: mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, **({"loc": "center left", "bbox_to_anchor": (1, 0.5)} if study == "width" else {}))
+    fig.suptitle(f"linear pieces on [{lo:g}, {hi:g}] at initialisation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_runs(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
+    """Pieces of every trial per run (rows) and stage (colours), log x; a black bar marks 2^depth."""
+    runs = list(dict.fromkeys(frame.run))
+    label_width = 0.07 * max(map(len, runs))  # inches: Hydra's sweep folders have long names
+    fig, ax = plt.subplots(figsize=(6.5 + label_width, 0.6 * len(runs) + 1.8))
+    for k, stage in enumerate(STAGES):
+        rows = frame[frame.stage == stage]
+        y = rows.run.map(runs.index) + (k - 1) * 0.2
+        ax.scatter(rows.pieces, y, s=10, color=f"C{k}", label=stage)
+    depth = frame.groupby("run", sort=False).depth.first()
+    ax.scatter(2.0 ** depth.values, [runs.index(r) for r in depth.index], marker="|", s=300, color="k", label="$2^d$")
+    ax.set_xscale("log", base=2)
+    ax.set_yticks(range(len(runs)), runs)
+    ax.invert_yaxis()
+    ax.set(xlabel="linear pieces")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(f"linear pieces of saved networks on [{lo:g}, {hi:g}], every trial")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(frame: pd.DataFrame, trained: bool) -> str:
+    """The tables printed to stdout."""
+    if trained:
+        table = run_table(frame)
+        return "Linear pieces of saved networks (means over trials)\n\n" + table.to_markdown(index=False, floatfmt=".1f")
+    parts = []
+    if (frame.study == "depth").any():
+        table = depth_table(frame)  # all-numeric rows reach tabulate as floats: depth and 2^d formatted as integers
+        parts.append("Mean linear pieces versus depth (width 4)\n\n" + table.to_markdown(floatfmt=["g", "g"] + [".1f"] * (table.shape[1] - 1)))
+    if (frame.study == "width").any():
+        parts.append("Hanin–Rolnick constant: mean pieces per hidden neuron\n\n" + per_neuron(frame).to_frame().to_markdown(floatfmt=".3f"))
+    return "\n\n".join(parts)
+
+
+def main(cfg: Any, output_dir: Path) -> pd.DataFrame:
+    """Run the studies `cfg` asks for; write regions.csv (and regions.png) into output_dir; print tables."""
+    clock = time.perf_counter()
+    trained = cfg.from_run is not None
+    if trained:
+        path = Path(cfg.from_run)
+        frame = run_rows(path.parent if path.is_file() else path, cfg.lo, cfg.hi)
+        if frame.empty:
+            print(f"compnet regions: error: no run with weights (summary.json, weights.npz) under {path}", file=sys.stderr)
+            sys.exit(1)
+    else:
+        frame = init_rows(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(output_dir / "regions.csv", index=False)
+    if cfg.plots and not frame.empty:
+        (draw_runs if trained else draw_init)(frame, output_dir / "regions.png", cfg.lo, cfg.hi)
+    print(report(frame, trained))
+    log.info("counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, output_dir)
+    return frame
