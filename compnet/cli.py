@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0] == "-sc":
+        return _completion(argv)
     cmd, rest = argv[0], argv[1:]
     if cmd == "train":
         return _hydra("train", "train", _train, rest)
@@ -56,13 +59,34 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _hydra(cmd: str, config_name: str, task: Callable, rest: list[str]) -> int:
+def _completion(argv: list[str]) -> int:
+    """Shell completion: `eval "$(compnet -sc install=bash)"` installs Hydra's completion for `compnet`;
+    the shell then calls `compnet -sc query=bash` with the line typed so far in COMP_LINE."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if not any(a.startswith("query=") for a in argv):  # install=SHELL: Hydra writes the script
+        return _hydra("train", "train", _train, argv, prog="compnet")
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):  # completing the command itself
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(c for c in COMMANDS if c.startswith(prefix)))
+        return 0
+    cmd = words[1]
+    if cmd not in ("train", "regions"):
+        return 0
+    # Hydra completes its own command line: drop the subcommand from it
+    start = line.index(cmd)
+    os.environ["COMP_LINE"] = line[:start] + line[start + len(cmd) + 1 :]
+    os.environ["COMP_POINT"] = str(int(os.environ.get("COMP_POINT", len(line))) - len(cmd) - 1)
+    return _hydra(cmd, cmd, _train if cmd == "train" else _regions, argv, prog="compnet")
+
+
+def _hydra(cmd: str, config_name: str, task: Callable, rest: list[str], prog: str | None = None) -> int:
     import hydra
 
     from compnet.config import register
 
     register()
-    sys.argv = [f"compnet {cmd}", *rest]
+    sys.argv = [prog or f"compnet {cmd}", *rest]
     hydra.main(config_path="conf", config_name=config_name, version_base="1.3")(task)()
     return 0
 
@@ -125,8 +149,6 @@ def _table(argv: list[str]) -> int:
     p.add_argument("--paper", action="store_true", help="also write paper_vs_ours.md: every cell against the paper")
     p.add_argument("--no-plot", action="store_true", help="skip trials.png")
     args = p.parse_args(argv)
-    import os
-
     from compnet import tables
 
     summaries, missing = tables.find_runs(args.paths)

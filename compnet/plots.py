@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 from compnet.config import method_label  # noqa: E402
 from compnet.model import Shapes, forward  # noqa: E402
+from compnet.tables import method_order, target_order  # noqa: E402
 from compnet.targets import get_target  # noqa: E402
 
 
@@ -122,8 +123,8 @@ def draw_run(folder: Path) -> list[Path]:
 
 def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "mse") -> Path:
     """Final MSE of every trial, per method (rows of the table) and target (panels); collapsed trials red."""
-    targets = list(dict.fromkeys(s["target"] for s in summaries))
-    methods = list(dict.fromkeys(s["method"] for s in summaries))
+    targets = sorted({s["target"] for s in summaries}, key=target_order)
+    methods = sorted({s["method"] for s in summaries}, key=method_order)
     fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 0.6 * len(methods) + 1.8), squeeze=False, sharey=True)
     for ax, target in zip(axes[0], targets):
         for s in summaries:

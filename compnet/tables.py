@@ -15,6 +15,7 @@ import pandas as pd
 
 from compnet.config import METHODS, method_label
 from compnet.paper import paper_value
+from compnet.targets import TARGETS
 
 
 
@@ -58,9 +59,14 @@ def _missing_cells(job: Path) -> list[str]:
     ]
 
 
-def _order(method: str) -> int:
+def method_order(method: str) -> int:
     keys = list(METHODS)
     return keys.index(method) if method in keys else len(keys)
+
+
+def target_order(target: str) -> int:
+    keys = list(TARGETS)  # the paper's order: x³ and x¹¹ (Table 1), then sin and tanh (Table 2)
+    return keys.index(target) if target in keys else len(keys)
 
 
 def metric_of(summaries: list[dict[str, Any]]) -> str:
@@ -72,13 +78,14 @@ def table(summaries: list[dict[str, Any]], metric: str = "mse") -> pd.DataFrame:
     """Rows: methods (paper names, paper order); columns: (target, Min | Mean | Collapsed)."""
     rows: dict[str, dict[tuple[str, str], Any]] = {}
     targets: list[str] = []
-    for s in sorted(summaries, key=lambda s: _order(s["method"])):
+    for s in sorted(summaries, key=lambda s: (method_order(s["method"]), target_order(s["target"]))):
         row = rows.setdefault(s["method"], {})
         if s["target"] not in targets:
             targets.append(s["target"])
         row[(s["target"], "Min")] = s[f"min_{metric}"]
         row[(s["target"], "Mean")] = s[f"mean_{metric}"]
         row[(s["target"], "Collapsed")] = f"{s['n_collapsed']}/{s['n_trials']}"
+    targets.sort(key=target_order)
     cols = pd.MultiIndex.from_tuples([(t, k) for t in targets for k in ("Min", "Mean", "Collapsed")])
     df = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
     df.index = [method_label(m) for m in df.index]
@@ -124,7 +131,7 @@ def write_tables(folder: Path, df: pd.DataFrame, missing: list[str] = ()) -> str
 def paper_comparison(summaries: list[dict[str, Any]], table_name: str, metric: str) -> pd.DataFrame:
     """Every cell: the paper's number (where it has one), ours, and ours / paper."""
     rows = []
-    for s in sorted(summaries, key=lambda s: (_order(s["method"]), s["target"])):
+    for s in sorted(summaries, key=lambda s: (method_order(s["method"]), target_order(s["target"]))):
         for stat in ("min", "mean"):
             ours = s[f"{stat}_{metric}"]
             theirs = paper_value(table_name, s["method"], s["target"], stat)

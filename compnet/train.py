@@ -71,6 +71,8 @@ def adam(
         with torch.no_grad():
             for p, mp, vp in zip(params, m, v):
                 keep = alive.view(-1, *([1] * (p.ndim - 1)))
+                if p.grad is None:  # a parameter this setting does not use (tied s_1): it stays put
+                    continue
                 g = torch.where(keep, p.grad, torch.zeros_like(p))
                 mp.lerp_(g, 1 - b1)
                 vp.mul_(b2).addcmul_(g, g, value=1 - b2)

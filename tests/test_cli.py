@@ -1,6 +1,7 @@
 """The installed `compnet` command end to end, in a scratch folder: the files a run leaves and the tables."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,19 @@ def test_hydra_features(tmp_path):
     assert "finetune_epochs: 7" in p.stdout
     assert "target" in compnet(tmp_path, "train", "--help").stdout
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "line, expected",
+    [("compnet tr", ["train"]), ("compnet train init=ra", ["init=raai", "init=rai"]), ("compnet train target=x1", ["target=x11"])],
+)
+def test_tab_completion(tmp_path, line, expected):
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    p = subprocess.run([COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == expected
+    install = subprocess.run([COMPNET, "-sc", "install=bash"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert install.stdout.rstrip().endswith("hydra_bash_completion compnet")
 
 
 def test_table_without_runs(tmp_path, capsys):

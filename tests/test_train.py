@@ -177,6 +177,29 @@ def test_sigmoid_peaks_stay_inside_and_learn_slower():
     assert (a - peaks).abs().sum() < (clamp.params[0] - peaks).abs().sum()
 
 
+@pytest.mark.parametrize(
+    "setting", ["model.s1=tied", "model.peaks=sigmoid", "model.offset=false", "init.peak_low=0.1", "regime.direct_epochs=7"]
+)
+def test_every_open_setting_trains_all_peak_methods(setting):
+    """Each ablation setting runs end to end for the three peak methods and lowers the loss."""
+    key, value = setting.split("=")
+    cfg = cfg_for(**{"trials": 2, "epochs": 20, "points": 50, "experiment.methods": ["no_pretraining", "not_enforced", "enforced"]})
+    OmegaConf.update(cfg, key, value, force_add=False)
+    results, _ = run(cfg)
+    for r in results:
+        assert not r.diverged.any()
+        assert (r.mse < r.mse_init).all(), r.cell.name
+    if setting == "model.s1=tied":  # tied: s_1 stays (1 − a_1) a_2 of the moving peaks
+        enforced = results[2]
+        a = enforced.peaks_pretrained
+        w2 = Shapes(5).split(enforced.pretrained)[1][0]  # accumulator's weight on t1: σ s_1 / a_1
+        s1 = -w2[:, 0, 1] * a[:, 0]
+        assert torch.allclose(s1, (1 - a[:, 0]) * a[:, 1], rtol=1e-5)
+        assert not torch.equal(a, enforced.peaks_start)
+    if setting == "regime.direct_epochs=7":
+        assert results[0].loss_train.shape[0] == 8 and results[2].loss_train.shape[0] == 21
+
+
 def test_reparam_settings_are_read_from_config():
     r = reparam_of(cfg_for(**{"model.peaks": "sigmoid", "model.s1": "tied", "model.offset": False}))
     assert (r.peaks, r.s1, r.offset) == ("sigmoid", "tied", False)
