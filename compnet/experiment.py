@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from compnet.config import METHODS, RANDOM_INITS, method_of, resolve_regime
+from compnet.config import METHODS, RANDOM_INITS, S1, DType, PeakParam, method_of, resolve_regime
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
 from compnet.model import Shapes, encode, forward, law_scales
 from compnet.targets import get_target, test_grid, train_grid
@@ -77,19 +77,15 @@ def plan(cfg: Any) -> list[Cell]:
     return [Cell(t, m, i, r) for t in targets for m, i, r in methods]
 
 
-def _dtype(cfg: Any) -> torch.dtype:
-    return torch.float64 if str(getattr(cfg.dtype, "value", cfg.dtype)) == "float64" else torch.float32
-
-
 def reparam_of(cfg: Any) -> Reparam:
     m = cfg.model
-    return Reparam(peaks=str(getattr(m.peaks, "value", m.peaks)), s1=str(getattr(m.s1, "value", m.s1)), offset=m.offset)
+    return Reparam(peaks=PeakParam(m.peaks).value, s1=S1(m.s1).value, offset=m.offset)
 
 
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration; returns the results and the training wall time (s)."""
     workers = cfg.workers or workers_default()
-    dtype, T, d = _dtype(cfg), cfg.trials, cfg.depth
+    dtype, T, d = getattr(torch, DType(cfg.dtype).value), cfg.trials, cfg.depth
     shapes, reparam = Shapes(d), reparam_of(cfg)
     x = train_grid(cfg.points, dtype)
     cells = plan(cfg)

@@ -41,11 +41,11 @@ def trials_frame(r: CellResult, depth: int) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _stats(values: pd.Series, prefix: str) -> dict[str, float]:
+def _stats(values: pd.Series, name: str) -> dict[str, float]:
+    """min/mean/median/max over the finite values (diverged trials are counted apart)."""
     v = values[np.isfinite(values)]
-    if v.empty:
-        return {f"{prefix}_{k}": math.nan for k in ("min", "mean", "median", "max")}
-    return {f"{prefix}_min": v.min(), f"{prefix}_mean": v.mean(), f"{prefix}_median": v.median(), f"{prefix}_max": v.max()}
+    stats = ("min", "mean", "median", "max")
+    return {f"{k}_{name}": (getattr(v, k)() if len(v) else math.nan) for k in stats}
 
 
 def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "init": r.cell.init,
         "regime": r.cell.regime,
         "n_trials": len(trials),
-        **{k.replace("mse_", "") + "_mse": v for k, v in _stats(trials["mse"], "mse").items()},
+        **_stats(trials["mse"], "mse"),
         "n_collapsed": int(trials["collapsed"].sum()),
         "n_diverged": int(trials["diverged"].sum()),
         "var_target": r.var_target,
@@ -65,7 +65,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "cells_in_batch": n_cells,
     }
     if "test_mse" in trials:
-        s |= {k.replace("test_mse_", "") + "_test_mse": v for k, v in _stats(trials["test_mse"], "test_mse").items()}
+        s |= _stats(trials["test_mse"], "test_mse")
     if "mse_pretrain" in trials:
         s["mean_mse_pretrain"] = float(trials["mse_pretrain"][np.isfinite(trials["mse_pretrain"])].mean())
     for col in ("pieces_init", "pieces_pretrain", "pieces_final", "wasted_final"):

@@ -17,6 +17,7 @@ from common import commit, stamp_dir, train
 
 from compnet.config import method_label
 from compnet.paper import paper_value
+from compnet.tables import target_order
 
 VARIANTS: dict[str, list[str]] = {
     "defaults (s1 trainable, clamp, offset, U(0.25,0.75), 1000 direct epochs)": [],
@@ -37,7 +38,7 @@ def main(extra: list[str]) -> None:
         summaries = train(root / f"variant{i}", "experiment=table1", f"experiment.methods=[{','.join(METHODS)}]", *overrides, *extra)
         for m in METHODS:
             row = {"variant": variant, "method": method_label(m)}
-            for s in (s for s in summaries if s["method"] == m):
+            for s in sorted((s for s in summaries if s["method"] == m), key=lambda s: target_order(s["target"])):
                 t = s["target"]
                 paper = paper_value("table1", m, t, "mean")
                 row |= {f"{t} min": f"{s['min_mse']:.2e}", f"{t} mean": f"{s['mean_mse']:.2e}", f"{t} mean/paper": f"{s['mean_mse'] / paper:.2g}"}

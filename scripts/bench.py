@@ -27,7 +27,7 @@ import torch
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, to_sequential
 from compnet.targets import get_target, train_grid
-from compnet.train import train_raw
+from compnet.train import train_raw, workers_default
 
 
 def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
@@ -44,9 +44,9 @@ def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Te
     return time.perf_counter() - t0
 
 
-def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, workers: int) -> float:
     t0 = time.perf_counter()
-    train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3)
+    train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3, workers)
     return time.perf_counter() - t0
 
 
@@ -96,11 +96,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM rate {rate / 1e9:.1f} GFLOP/s")
 
     t_loop = plain_loop(start, shapes, x, y, args.epochs)
-    t_engine = engine(start, shapes, x, y, args.epochs)
+    t_single = engine(start, shapes, x, y, args.epochs, 1)
+    t_engine = engine(start, shapes, x, y, args.epochs, workers_default())
     floor = args.trials * args.epochs * step_flops / rate
     print(f"\n{args.trials} trials x {args.epochs} epochs, 500 points, depth 5 width 4 (training time only):")
     print(f"  (1) plain per-trial loop   {t_loop:8.2f} s")
-    print(f"  (2) compnet engine         {t_engine:8.2f} s")
+    print(f"  (2) compnet engine         {t_engine:8.2f} s   ({workers_default()} worker threads)")
+    print(f"      same, one worker       {t_single:8.2f} s")
     print(f"  ratio (1)/(2)              {t_loop / t_engine:8.1f} x")
     print(f"  arithmetic floor           {floor:8.3f} s   (the engine takes {t_engine / floor:.0f}x the floor)")
     print(f"  peak memory so far         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
