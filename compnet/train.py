@@ -33,6 +33,9 @@ import torch
 from compnet.model import Layer, Shapes, encode, forward, law_scales
 
 PEAK_CLAMP = (0.01, 0.99)
+# Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
+# brings (make bench: 30 trials train faster on one worker).
+MIN_TRIALS_PER_WORKER = 64
 
 
 @dataclass
@@ -129,7 +132,7 @@ def chunked(fit_chunk: Callable[[slice, str | None], Fit], trials: int, workers:
 
     Trials never interact, so this changes nothing but the batch size each kernel sees."""
     keep_freed_memory()
-    n = max(1, min(workers, trials))
+    n = max(1, min(workers, trials // MIN_TRIALS_PER_WORKER))
     if n == 1:
         return fit_chunk(slice(0, trials), "train")
     bounds = [round(i * trials / n) for i in range(n + 1)]

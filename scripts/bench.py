@@ -67,11 +67,11 @@ def flops_per_step(shapes: Shapes, points: int) -> float:
     return 3 * 2 * points * sum(o * i for o, i in shapes.dims)
 
 
-def tables_run(trials: int) -> dict:
+def tables_run(trials: int, workers: int) -> dict:
     """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = ["compnet", "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false"]
+        cmd = ["compnet", "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}"]
         p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if p.returncode:
@@ -96,23 +96,23 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM rate {rate / 1e9:.1f} GFLOP/s")
 
     t_loop = plain_loop(start, shapes, x, y, args.epochs)
-    t_single = engine(start, shapes, x, y, args.epochs, 1)
     t_engine = engine(start, shapes, x, y, args.epochs, workers_default())
     floor = args.trials * args.epochs * step_flops / rate
     print(f"\n{args.trials} trials x {args.epochs} epochs, 500 points, depth 5 width 4 (training time only):")
     print(f"  (1) plain per-trial loop   {t_loop:8.2f} s")
-    print(f"  (2) compnet engine         {t_engine:8.2f} s   ({workers_default()} worker threads)")
-    print(f"      same, one worker       {t_single:8.2f} s")
+    print(f"  (2) compnet engine         {t_engine:8.2f} s")
     print(f"  ratio (1)/(2)              {t_loop / t_engine:8.1f} x")
     print(f"  arithmetic floor           {floor:8.3f} s   (the engine takes {t_engine / floor:.0f}x the floor)")
     print(f"  peak memory so far         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
 
     if not args.skip_tables:
-        r = tables_run(args.trials)
+        one = tables_run(args.trials, 1)
+        r = tables_run(args.trials, workers_default())
         # pretraining (2 methods) + raw stage (5 methods), 1000 epochs each, per target
         steps = 4 * args.trials * (2 * 1000 + 5 * 1000)
         print(f"\n(3) Tables 1+2: {r['networks']} networks through `compnet train` (one experiment):")
-        print(f"  training (wall_seconds)    {r['training']:8.2f} s")
+        print(f"  training (wall_seconds)    {r['training']:8.2f} s   ({workers_default()} worker threads)")
+        print(f"      same, one worker       {one['training']:8.2f} s")
         print(f"  whole process              {r['process']:8.2f} s   (start-up, writing results, region counts)")
         floor = steps * step_flops / rate
         print(f"  arithmetic floor           {floor:8.2f} s   (training takes {r['training'] / floor:.0f}x the floor)")

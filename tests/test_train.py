@@ -105,6 +105,21 @@ def test_trial_independent_of_batch_size(init):
     assert one[0].seeds[0] == five[0].seeds[0]
 
 
+def test_worker_threads_change_nothing_but_speed():
+    """Trials split over worker threads come back in order, equal to one batch (float tolerance)."""
+    shapes, x = Shapes(3), train_grid(40, f64)
+    T = 2 * 64 + 3
+    y = get_target("x3")(x).expand(T, -1)
+    start = random_weights("kaiming", shapes, generators(4, T), f64)
+    start[100] *= 1e300  # one diverged trial, in the second worker's slice
+    one = train_raw(shapes, start, x, y, 20, 1e-3, workers=1)
+    two = train_raw(shapes, start, x, y, 20, 1e-3, workers=2)
+    assert two.diverged.nonzero().flatten().tolist() == [100] == one.diverged.nonzero().flatten().tolist()
+    keep = torch.arange(T) != 100
+    assert (one.params[0][keep] - two.params[0][keep]).abs().max() < 1e-12
+    assert torch.allclose(one.history[:, keep], two.history[:, keep], rtol=1e-12, atol=0)
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers():
     a, _ = run(cfg_for(**{"trials": 3, "epochs": 20, "points": 50}))
     b, _ = run(cfg_for(**{"trials": 3, "epochs": 20, "points": 50}))
