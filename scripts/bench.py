@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import COMPNET
 
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, to_sequential
@@ -71,7 +72,7 @@ def tables_run(trials: int, workers: int) -> dict:
     """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = ["compnet", "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}"]
+        cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}"]
         p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if p.returncode:

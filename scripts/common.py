@@ -10,6 +10,9 @@ from pathlib import Path
 
 from compnet.tables import find_runs
 
+# the console script of this interpreter's environment: `make paper` runs .venv/bin/python without activating it
+COMPNET = str(Path(sys.executable).with_name("compnet"))
+
 
 def stamp_dir(kind: str) -> Path:
     now = datetime.now()
@@ -19,8 +22,8 @@ def stamp_dir(kind: str) -> Path:
 def train(folder: Path, *overrides: str) -> list[dict]:
     """`compnet train OVERRIDES` with its run folder at `folder`; returns the summaries it wrote."""
     t0 = time.perf_counter()
-    cmd = ["compnet", "train", *overrides, f"hydra.run.dir={folder}"]
-    print("$", " ".join(cmd), flush=True)
+    cmd = [COMPNET, "train", *overrides, f"hydra.run.dir={folder}"]
+    print("$ compnet", " ".join(cmd[1:]), flush=True)
     p = subprocess.run(cmd)
     if p.returncode:
         sys.exit(f"{' '.join(cmd)} failed with exit code {p.returncode}")
