@@ -98,6 +98,13 @@ def test_sweep_and_table(tmp_path):
     assert "e-0" in (sweep / "table.md").read_text()  # scientific notation
     assert "\\begin{tabular}" in (sweep / "table.tex").read_text()
 
+    # against the paper: every cell with the paper's number and the ratio
+    compnet(tmp_path, "table", str(sweep), "--paper", "--no-plot")
+    comparison = (sweep / "paper_vs_ours.md").read_text()
+    enforced_x3 = next(line for line in comparison.splitlines() if "Differentiability enforced" in line and "| x3 " in line and "min mse" in line)
+    ours = next(s["min_mse"] for s in map(lambda j: json.loads((j / "summary.json").read_text()), jobs) if s["init"] == "manifold" and s["target"] == "x3")
+    assert "7.86e-08" in enforced_x3 and f"{ours:.2e}" in enforced_x3 and f"{ours / 7.86e-8:.2g}" in enforced_x3
+
     # an interrupted sweep: a job Hydra started but that never finished is named, the rest tabulated
     (jobs[-1] / "summary.json").unlink()
     p = compnet(tmp_path, "table", str(sweep))
