@@ -82,95 +82,89 @@ def reparam_of(cfg: Any) -> Reparam:
     return Reparam(peaks=PeakParam(m.peaks).value, s1=S1(m.s1).value, offset=m.offset)
 
 
+@dataclass
+class Start:
+    """Where a cell's trials begin: raw weights [T, P], peaks [T, d+1] (peak inits), wave sign and target."""
+
+    flat: torch.Tensor
+    peaks: torch.Tensor | None
+    sign: torch.Tensor
+    y: torch.Tensor
+
+
+def start_of(cell: Cell, cfg: Any, shapes: Shapes, reparam: Reparam, x: torch.Tensor) -> Start:
+    gens, T = generators(cfg.seed, cfg.trials), cfg.trials
+    target = get_target(cell.target)
+    sign = torch.full((T,), target.sign, dtype=x.dtype)
+    y = target(x).expand(T, -1)
+    if cell.init in RANDOM_INITS:
+        i = cfg.init
+        return Start(random_weights(cell.init, shapes, gens, x.dtype, i.raai_k, i.raai_sigma_w2, i.raai_sigma_b2), None, sign, y)
+    peaks = draw_peaks(gens, cfg.depth + 1, cfg.init.peak_low, cfg.init.peak_high, x.dtype)
+    return Start(Shapes.join(encode(peaks, law_scales(peaks), sign, reparam.offset)), peaks, sign, y)
+
+
+def _slices(n_cells: int, T: int):
+    return [slice(j * T, (j + 1) * T) for j in range(n_cells)]
+
+
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration; returns the results and the training wall time (s)."""
     workers = cfg.workers or workers_default()
-    dtype, T, d = getattr(torch, DType(cfg.dtype).value), cfg.trials, cfg.depth
-    shapes, reparam = Shapes(d), reparam_of(cfg)
-    x = train_grid(cfg.points, dtype)
+    T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
+    x = train_grid(cfg.points, getattr(torch, DType(cfg.dtype).value))
     cells = plan(cfg)
+    starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
     clock = Stopwatch()
 
-    starts, peaks, signs, ys = [], [], [], []
-    for cell in cells:
-        gens = generators(cfg.seed, T)
-        target = get_target(cell.target)
-        sign = torch.full((T,), target.sign, dtype=dtype)
-        if cell.init in RANDOM_INITS:
-            p = None
-            init = cfg.init
-            flat = random_weights(cell.init, shapes, gens, dtype, init.raai_k, init.raai_sigma_w2, init.raai_sigma_b2)
-        else:
-            p = draw_peaks(gens, d + 1, cfg.init.peak_low, cfg.init.peak_high, dtype)
-            flat = Shapes.join(encode(p, law_scales(p), sign, reparam.offset))
-        starts.append(flat)
-        peaks.append(p)
-        signs.append(sign)
-        ys.append(target(x).expand(T, -1))
-
+    # stage 1: every pretraining cell in one batch (enforced and not-enforced side by side)
     pre = [i for i, c in enumerate(cells) if c.regime == "pretrain"]
-    loss_pre: dict[int, torch.Tensor] = {}
-    pretrained: dict[int, torch.Tensor] = {}
-    peaks_pre: dict[int, torch.Tensor] = {}
-    raw_start = list(starts)
+    pretrained: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # loss, weights, peaks
     if pre:
         free = torch.cat([torch.full((T,), cells[i].init == "compositional") for i in pre])
-        sign = torch.cat([signs[i] for i in pre])
+        sign = torch.cat([starts[i].sign for i in pre])
+        peaks, y = torch.cat([starts[i].peaks for i in pre]), torch.cat([starts[i].y for i in pre])
         with clock:
-            fit = pretrain(
-                reparam,
-                torch.cat([peaks[i] for i in pre]),
-                free,
-                sign,
-                x,
-                torch.cat([ys[i] for i in pre]),
-                cfg.regime.pretrain_epochs,
-                cfg.lr,
-                workers,
-            )
+            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers)
             flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach()
         a = reparam.peak_values(fit.params[0])
-        for j, i in enumerate(pre):
-            sl = slice(j * T, (j + 1) * T)
-            loss_pre[i], pretrained[i], peaks_pre[i] = fit.history[:, sl], flat[sl], a[sl]
-            raw_start[i] = flat[sl]
+        for i, sl in zip(pre, _slices(len(pre), T)):
+            pretrained[i] = (fit.history[:, sl], flat[sl], a[sl])
 
+    # stage 2: raw weights, one batch per number of epochs (direct and fine-tuning may differ)
     epochs_of = [cfg.regime.finetune_epochs if c.regime == "pretrain" else cfg.regime.direct_epochs for c in cells]
-    loss_raw: dict[int, torch.Tensor] = {}
-    final: dict[int, torch.Tensor] = {}
-    diverged: dict[int, torch.Tensor] = {}
+    trained: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # loss, weights, diverged
     for epochs in sorted(set(epochs_of)):
         group = [i for i, e in enumerate(epochs_of) if e == epochs]
+        flat = torch.cat([pretrained[i][1] if i in pretrained else starts[i].flat for i in group])
         with clock:
-            fit = train_raw(
-                shapes, torch.cat([raw_start[i] for i in group]), x, torch.cat([ys[i] for i in group]), epochs, cfg.lr, workers
-            )
-        for j, i in enumerate(group):
-            sl = slice(j * T, (j + 1) * T)
-            loss_raw[i], final[i], diverged[i] = fit.history[:, sl], fit.params[0][sl], fit.diverged[sl]
+            fit = train_raw(shapes, flat, x, torch.cat([starts[i].y for i in group]), epochs, cfg.lr, workers)
+        for i, sl in zip(group, _slices(len(group), T)):
+            trained[i] = (fit.history[:, sl], fit.params[0][sl], fit.diverged[sl])
 
-    xt = test_grid(cfg.test_points, dtype) if cfg.test_points else None
+    xt = test_grid(cfg.test_points, x.dtype) if cfg.test_points else None
     results = []
     for i, cell in enumerate(cells):
-        target = get_target(cell.target)
+        loss, final, diverged = trained[i]
+        loss_pre, weights_pre, peaks_pre = pretrained.get(i, (None, None, None))
         test = None
         if xt is not None:
             with torch.no_grad():
-                test = mse(forward(shapes.split(final[i]), xt), target(xt))
+                test = mse(forward(shapes.split(final), xt), get_target(cell.target)(xt))
         results.append(
             CellResult(
                 cell=cell,
                 seeds=[trial_seed(cfg.seed, t) for t in range(T)],
                 x=x,
-                var_target=float(ys[i][0].var(unbiased=False)),
-                loss_train=loss_raw[i],
-                loss_pretrain=loss_pre.get(i),
-                start=starts[i],
-                pretrained=pretrained.get(i),
-                final=final[i],
-                peaks_start=peaks[i],
-                peaks_pretrained=peaks_pre.get(i),
-                diverged=diverged[i],
+                var_target=float(starts[i].y[0].var(unbiased=False)),
+                loss_train=loss,
+                loss_pretrain=loss_pre,
+                start=starts[i].flat,
+                pretrained=weights_pre,
+                final=final,
+                peaks_start=starts[i].peaks,
+                peaks_pretrained=peaks_pre,
+                diverged=diverged,
                 test_mse=test,
             )
         )
