@@ -109,8 +109,11 @@ def _output_dir() -> Path:
 
 def _train(cfg) -> None:
     _checked(cfg, "train")
-    from compnet import plots, report, tables
+    from compnet import report, tables
     from compnet.experiment import run
+
+    if cfg.plots:  # matplotlib costs a second of start-up: only when drawing
+        from compnet import plots
 
     out = _output_dir()
     results, wall = run(cfg)

@@ -54,41 +54,51 @@ def adam(
     eps: float = 1e-8,
     desc: str | None = "train",
 ) -> Fit:
-    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T]."""
-    params = [p.detach().clone().requires_grad_(True) for p in params]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T].
+
+    All parameters live in one flat buffer and their gradients in another (parameter after parameter,
+    each [T, ...] block contiguous), so an update is a few ops over one tensor however many parameters
+    there are, and autograd accumulates every gradient in place into its slot. A parameter the loss does
+    not use (a tied s_1) keeps a zero gradient, hence zero moments and exactly zero steps."""
+    sizes = [p.numel() for p in params]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    grad, m, v = torch.zeros_like(flat), torch.zeros_like(flat), torch.zeros_like(flat)
+    leaves = []
+    for p, pf, gf in zip(params, flat.split(sizes), grad.split(sizes)):
+        leaf = pf.view(p.shape).requires_grad_(True)
+        leaf.grad = gf.view(p.shape)
+        leaves.append(leaf)
     b1, b2 = betas
     with torch.no_grad():
-        loss = loss_fn(params)
+        loss = loss_fn(leaves)
     T = loss.shape[0]
     history = torch.empty(epochs + 1, T, dtype=loss.dtype)
     alive = torch.ones(T, dtype=torch.bool)
+    keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
     bar = _progress(epochs, desc)
     for step in range(1, epochs + 1):
-        loss = loss_fn(params)
+        grad.zero_()
+        loss = loss_fn(leaves)
         history[step - 1] = loss.detach()
         alive &= torch.isfinite(loss.detach())
         torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
         bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
         with torch.no_grad():
-            for p, mp, vp in zip(params, m, v):
-                keep = alive.view(-1, *([1] * (p.ndim - 1)))
-                if p.grad is None:  # a parameter this setting does not use (tied s_1): it stays put
-                    continue
-                g = torch.where(keep, p.grad, torch.zeros_like(p))
-                mp.lerp_(g, 1 - b1)
-                vp.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.addcdiv_(mp * keep, (vp.sqrt() / bc2).add_(eps), value=-lr / bc1)
-                p.grad = None
+            if int(alive.sum()) != n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
+                n_alive = int(alive.sum())
+                keep = torch.cat([alive.repeat_interleave(n // T) for n in sizes])
+            g = torch.where(keep, grad, 0.0)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            flat.addcdiv_(torch.where(keep, m, 0.0), (v.sqrt() / bc2).add_(eps), value=-lr / bc1)
         if bar is not None and (step % 25 == 0 or step == epochs):
             _update(bar, history[step - 1], alive, step)
     with torch.no_grad():
-        history[epochs] = loss_fn(params)
+        history[epochs] = loss_fn(leaves)
     alive &= torch.isfinite(history[epochs])
     if bar is not None:
         bar.close()
-    return Fit([p.detach() for p in params], history, ~alive)
+    return Fit([leaf.detach() for leaf in leaves], history, ~alive)
 
 
 def _progress(epochs: int, desc: str | None):
@@ -215,9 +225,16 @@ def train_raw(
     """Adam on the raw weights, all packed in one [T, P] tensor."""
 
     def fit(sl: slice, desc: str | None) -> Fit:
-        return adam([flat[sl]], lambda p: mse(forward(shapes.split(p[0]), x), y[sl]), epochs, lr, desc=desc)
+        tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
+        fit = adam(tensors, lambda p: mse(forward(_pairs(p), x), y[sl]), epochs, lr, desc=desc)
+        return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
 
     return chunked(fit, flat.shape[0], workers)
+
+
+def _pairs(tensors: list[torch.Tensor]) -> list[Layer]:
+    """[w_1, b_1, w_2, b_2, …] → [(w_1, b_1), …]: adam takes a flat list, forward takes layers."""
+    return list(zip(tensors[::2], tensors[1::2]))
 
 
 class Stopwatch:
