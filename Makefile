@@ -1,11 +1,12 @@
-# compnet: `make install` once, then `make test`, `make paper`, `make bench`.
+# compnet: `make install` once, then `make test`, `make paper`, `make bench`; `make readme` puts the newest
+# `make paper` and `make ablations` tables into README.md.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 COMPNET := $(BIN)/compnet
 ARGS ?=
 
-.PHONY: install test test-fast table1 table2 table3 paper ablations regions bench clean
+.PHONY: install test test-fast table1 table2 table3 paper ablations readme regions bench clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +29,9 @@ paper: install
 
 ablations: install
 	$(BIN)/python scripts/ablations.py $(ARGS)
+
+readme: install
+	$(BIN)/python scripts/readme.py
 
 regions: install
 	$(COMPNET) regions $(ARGS)

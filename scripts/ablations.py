@@ -10,10 +10,9 @@ enforced and Differentiability enforced on x³ and x¹¹. Writes outputs/<date>/
 from __future__ import annotations
 
 import sys
-from datetime import date
 
 import pandas as pd
-from common import commit, stamp_dir, train
+from common import provenance, stamp_dir, train
 
 from compnet.config import method_label
 from compnet.paper import paper_value
@@ -44,7 +43,7 @@ def main(extra: list[str]) -> None:
                 row |= {f"{t} min": f"{s['min_mse']:.2e}", f"{t} mean": f"{s['mean_mse']:.2e}", f"{t} mean/paper": f"{s['mean_mse'] / paper:.2g}"}
             rows.append(row)
     md = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
-    head = f"# Ablations ({date.today()}, commit {commit()}, `make ablations {' '.join(extra)}`)\n\n"
+    head = f"# Ablations\n\n{provenance('ablations', extra)}\n\n"
     (root / "ablations.md").write_text(head + md + "\n")
     print(head + md)
     print(f"\nwrote {root}/ablations.md")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from compnet.tables import find_runs
@@ -38,3 +39,9 @@ def commit() -> str:
     p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
     return (p.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
+
+
+def provenance(target: str, extra: list[str]) -> str:
+    """One line naming the date, the commit and the exact command, for the top of a generated table."""
+    cmd = f"make {target}" + (f" ARGS={shlex.quote(' '.join(extra))}" if extra else "")
+    return f"Produced on {date.today()} at commit {commit()} by `{cmd}`."

@@ -9,9 +9,7 @@ experiment=tableN` run: table.md/.tex/.csv, trials.png, one folder per cell) and
 from __future__ import annotations
 
 import sys
-from datetime import date
-
-from common import commit, stamp_dir, train
+from common import provenance, stamp_dir, train
 
 from compnet.tables import metric_of, table, to_markdown, write_comparison
 
@@ -19,7 +17,7 @@ from compnet.tables import metric_of, table, to_markdown, write_comparison
 def main(extra: list[str]) -> None:
     root = stamp_dir("paper")
     everything = []
-    sections = [f"# Reproduced tables ({date.today()}, commit {commit()}, `make paper {' '.join(extra)}`)\n"]
+    sections = ["# Reproduced tables\n", provenance("paper", extra) + "\n"]
     for name in ("table1", "table2", "table3"):
         summaries = train(root / name, f"experiment={name}", *extra)
         everything += summaries
