@@ -126,9 +126,10 @@ def _train(cfg) -> None:
         summaries.append(s)
         if cfg.plots:
             plots.draw_run(folder)
+        metric = "test_mse" if "min_test_mse" in s else "mse"  # the number the table will show
         log.info(
-            "%-22s min %.2e  mean %.2e  collapsed %d/%d  diverged %d",
-            r.cell.name, s["min_mse"], s["mean_mse"], s["n_collapsed"], s["n_trials"], s["n_diverged"],
+            "%-22s %s min %.2e  mean %.2e  collapsed %d/%d  diverged %d",
+            r.cell.name, metric.replace("_", " "), s[f"min_{metric}"], s[f"mean_{metric}"], s["n_collapsed"], s["n_trials"], s["n_diverged"],
         )
     log.info("trained %d networks in %.1f s -> %s", len(results) * cfg.trials, wall, out)
     if not single:

@@ -19,10 +19,11 @@ from compnet.targets import TARGETS
 RANDOM_INITS = ("kaiming", "rai", "raai")
 PEAK_INITS = ("manifold", "compositional")  # start from peaks a_1 … a_{d+1}
 INITS = RANDOM_INITS + PEAK_INITS
+PEAK_CLAMP = (0.01, 0.99)  # model.peaks=clamp keeps pretrained peaks here (zero gradient outside)
 
 
 class PeakParam(str, Enum):
-    clamp = "clamp"  # a = clamp(θ, 0.01, 0.99) in the forward pass
+    clamp = "clamp"  # a = clamp(θ, *PEAK_CLAMP) in the forward pass
     sigmoid = "sigmoid"  # a = sigmoid(θ)
 
 
@@ -162,13 +163,8 @@ def validate(cfg: Any) -> None:
     for key in ("pretrain_epochs", "finetune_epochs", "direct_epochs"):
         n = cfg.regime[key]
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
-    lo, hi = cfg.init.peak_low, cfg.init.peak_high
-    _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
-    _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
-    _check(0 <= cfg.init.raai_k <= 1, f"init.raai_k={cfg.init.raai_k}: need 0 <= k <= 1")
-    _check(cfg.init.raai_sigma_b2 >= 0, f"init.raai_sigma_b2={cfg.init.raai_sigma_b2}: need >= 0")
-    if cfg.init.raai_sigma_w2 is not None:
-        _check(cfg.init.raai_sigma_w2 > 0, f"init.raai_sigma_w2={cfg.init.raai_sigma_w2}: need > 0")
+    _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
+    _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp)
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
@@ -183,6 +179,20 @@ def validate(cfg: Any) -> None:
             not (regime == "pretrain" and cfg.init.name in RANDOM_INITS),
             f"regime=pretrain needs peaks to pretrain; init={cfg.init.name} has none (use init=manifold or compositional)",
         )
+
+
+def _check_init(init: Any, clamped: bool = False) -> None:
+    """Starting peaks and RAAI settings (shared by `compnet train` and `compnet regions`)."""
+    lo, hi = init.peak_low, init.peak_high
+    _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
+    _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
+    if clamped:  # a peak drawn outside the clamp would start off the manifold and never move
+        a, b = PEAK_CLAMP
+        _check(a <= lo and hi <= b, f"init.peak_low={lo}, init.peak_high={hi}: with model.peaks=clamp starting peaks must lie in [{a}, {b}]")
+    _check(0 <= init.raai_k <= 1, f"init.raai_k={init.raai_k}: need 0 <= k <= 1")
+    _check(init.raai_sigma_b2 >= 0, f"init.raai_sigma_b2={init.raai_sigma_b2}: need >= 0")
+    if init.raai_sigma_w2 is not None:
+        _check(init.raai_sigma_w2 > 0, f"init.raai_sigma_w2={init.raai_sigma_w2}: need > 0")
 
 
 def register() -> None:
@@ -202,5 +212,5 @@ def validate_regions(cfg: Any) -> None:
     _check(all(w >= 1 for w in cfg.widths), f"widths={list(cfg.widths)}: every width must be >= 1")
     _check(cfg.draws >= 1, f"draws={cfg.draws}: need draws >= 1")
     _check(cfg.lo < cfg.hi, f"lo={cfg.lo}, hi={cfg.hi}: need lo < hi")
-    lo, hi = cfg.init.peak_low, cfg.init.peak_high
-    _check(0 < lo <= hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: need 0 < low <= high < 1")
+    _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
+    _check_init(cfg.init)

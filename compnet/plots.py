@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from compnet.config import method_label  # noqa: E402
 from compnet.model import Shapes, forward  # noqa: E402
-from compnet.tables import method_order, target_order  # noqa: E402
+from compnet.tables import row_labels, row_order, target_order  # noqa: E402
 from compnet.targets import get_target  # noqa: E402
 
 
@@ -124,21 +124,22 @@ def draw_run(folder: Path) -> list[Path]:
 def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "mse") -> Path:
     """Final MSE of every trial, per method (rows of the table) and target (panels); collapsed trials red."""
     targets = sorted({s["target"] for s in summaries}, key=target_order)
-    methods = sorted({s["method"] for s in summaries}, key=method_order)
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 0.6 * len(methods) + 1.8), squeeze=False, sharey=True)
+    labels = row_labels(summaries)
+    rows = row_order(summaries, labels)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 0.6 * len(rows) + 1.8), squeeze=False, sharey=True)
     for ax, target in zip(axes[0], targets):
-        for s in summaries:
+        for s, label in zip(summaries, labels):
             if s["target"] != target:
                 continue
             tr = pd.read_csv(Path(s["folder"]) / "trials.csv")
-            yrow = methods.index(s["method"]) + np.linspace(-0.15, 0.15, len(tr))
+            yrow = rows.index(label) + np.linspace(-0.15, 0.15, len(tr))
             col = np.where(tr["collapsed"], "tab:red", "tab:blue")
             ax.scatter(tr[metric].clip(lower=1e-12), yrow, c=col, s=9)
         ax.set_xscale("log")
         ax.set_title(target)
         ax.set_xlabel(metric.replace("_", " ").replace("mse", "MSE"))
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(methods)), [method_label(m) for m in methods])
+    axes[0][0].set_yticks(range(len(rows)), rows)
     axes[0][0].invert_yaxis()
     fig.suptitle("every trial (red: collapsed)")
     fig.tight_layout()

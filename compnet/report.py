@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from compnet.config import method_label
 from compnet.experiment import CellResult
@@ -46,6 +48,18 @@ def _stats(values: pd.Series, name: str) -> dict[str, float]:
     v = values[np.isfinite(values)]
     stats = ("min", "mean", "median", "max")
     return {f"{k}_{name}": (getattr(v, k)() if len(v) else math.nan) for k in stats}
+
+
+def settings_of(cfg: Any) -> dict[str, Any]:
+    """Every setting that can change a cell's numbers, flat: `compnet table` tells runs apart by them."""
+    keys = ["depth", "seed", "lr", "points", "test_points", "dtype", "model.peaks", "model.s1", "model.offset"]
+    keys += [f"regime.{k}" for k in ("pretrain_epochs", "finetune_epochs", "direct_epochs")]
+    keys += [f"init.{k}" for k in ("peak_low", "peak_high", "raai_k", "raai_sigma_w2", "raai_sigma_b2")]
+    return {k: _plain(OmegaConf.select(cfg, k)) for k in keys}
+
+
+def _plain(v: Any) -> Any:
+    return v.value if isinstance(v, Enum) else v
 
 
 def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:
@@ -78,6 +92,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "points": cfg.points,
         "test_points": cfg.test_points,
         "epochs": {k: cfg.regime[k] for k in ("pretrain_epochs", "finetune_epochs", "direct_epochs")},
+        "settings": settings_of(cfg),
     }
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in s.items()}
 

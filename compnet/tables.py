@@ -8,6 +8,7 @@ cell folders, or several of those; jobs that Hydra started but that wrote no sum
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     summaries, missing = [], []
     for path in paths:
         if not path.exists():
-            missing.append(f"{path} (no such folder)")
+            missing.append(f"{path} (no such file or folder)")
             continue
+        if path.is_file():  # a run's summary.json (or any file in it) names its run folder
+            path = path.parent
         for f in sorted(path.rglob("summary.json")):
             s = json.loads(f.read_text())
             s["folder"] = str(f.parent)
@@ -74,26 +77,56 @@ def metric_of(summaries: list[dict[str, Any]]) -> str:
     return "test_mse" if summaries and all(s.get("test_points", 0) for s in summaries) else "mse"
 
 
+def variants(summaries: list[dict[str, Any]]) -> list[str]:
+    """Per summary, the settings in which the runs differ ("lr=0.1, s1=tied"; "" where none do), so that
+    two runs of one method and target (a sweep over lr, a folder holding Tables 1 and 3) get a row each."""
+    settings = [s.get("settings", {}) for s in summaries]
+    keys = dict.fromkeys(k for st in settings for k in st)
+    varying = [k for k in keys if len({json.dumps(st.get(k)) for st in settings}) > 1]
+    return [", ".join(f"{k.split('.')[-1]}={st.get(k)}" for k in varying) for st in settings]
+
+
+def row_labels(summaries: list[dict[str, Any]]) -> list[str]:
+    """Per summary, its table row: the method's paper name, the settings in which the runs differ, and
+    #2, #3 … for repeats of a cell (the same run found twice, a rerun) so that none overwrites another."""
+    labels: list[str] = []
+    placed: set[tuple[str, str]] = set()
+    for s, variant in zip(summaries, variants(summaries)):
+        base = method_label(s["method"]) + (f" ({variant})" if variant else "")
+        label, n = base, 1
+        while (label, s["target"]) in placed:
+            n += 1
+            label = f"{base} #{n}"
+        placed.add((label, s["target"]))
+        labels.append(label)
+    return labels
+
+
+def row_order(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """The rows in the paper's method order, variants of one method together."""
+    first = {}
+    for s, label in zip(summaries, labels):
+        first.setdefault(label, method_order(s["method"]))
+    return sorted(first, key=lambda label: (first[label], label))
+
+
 def table(summaries: list[dict[str, Any]], metric: str = "mse") -> pd.DataFrame:
-    """Rows: methods (paper names, paper order); columns: (target, Min | Mean | Collapsed)."""
-    rows: dict[str, dict[tuple[str, str], Any]] = {}
-    targets: list[str] = []
-    for s in sorted(summaries, key=lambda s: (method_order(s["method"]), target_order(s["target"]))):
-        row = rows.setdefault(s["method"], {})
-        if s["target"] not in targets:
-            targets.append(s["target"])
-        row[(s["target"], "Min")] = s[f"min_{metric}"]
-        row[(s["target"], "Mean")] = s[f"mean_{metric}"]
-        row[(s["target"], "Collapsed")] = f"{s['n_collapsed']}/{s['n_trials']}"
-    targets.sort(key=target_order)
+    """Rows: `row_labels` in `row_order`; columns: (target, Min | Mean | Collapsed)."""
+    labels = row_labels(summaries)
+    rows: dict[str, dict[tuple[str, str], Any]] = {label: {} for label in row_order(summaries, labels)}
+    for s, label in zip(summaries, labels):
+        rows[label][(s["target"], "Min")] = s[f"min_{metric}"]
+        rows[label][(s["target"], "Mean")] = s[f"mean_{metric}"]
+        rows[label][(s["target"], "Collapsed")] = f"{s['n_collapsed']}/{s['n_trials']}"
+    targets = sorted({s["target"] for s in summaries}, key=lambda t: (target_order(t), t))
     cols = pd.MultiIndex.from_tuples([(t, k) for t in targets for k in ("Min", "Mean", "Collapsed")])
-    df = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
-    df.index = [method_label(m) for m in df.index]
-    return df
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
 
 
 def _sci(v: Any) -> str:
-    return f"{v:.2e}" if isinstance(v, float) else ("—" if v is None or v != v else str(v))
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.2e}" if isinstance(v, float) else str(v)
 
 
 def to_markdown(df: pd.DataFrame) -> str:

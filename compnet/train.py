@@ -30,9 +30,9 @@ from typing import Callable
 
 import torch
 
+from compnet.config import PEAK_CLAMP
 from compnet.model import Layer, Shapes, encode, forward, law_scales
 
-PEAK_CLAMP = (0.01, 0.99)
 # Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
 # brings (make bench: 30 trials train faster on one worker).
 MIN_TRIALS_PER_WORKER = 64

@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from compnet.config import ConfigError, register, validate
+from compnet.config import ConfigError, register, validate, validate_regions
 from compnet.experiment import plan
 
 register()
@@ -111,6 +111,9 @@ def test_unknown_group_option_lists_valid_names(group, valid):
         ("init.peak_high=1.5", "init.peak_high=1.5"),
         ("init.peak_low=0.8", "init.peak_low=0.8 > init.peak_high=0.75"),
         ("init.raai_k=2", "init.raai_k=2"),
+        ("init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
+        ("init.peak_low=0.001 init.peak_high=0.005", "[0.01, 0.99]"),
+        ("seed=-1", "seed=-1"),
         ("test_points=-1", "test_points=-1"),
         ("experiment.targets=[x3,x4]", "'x4'"),
         ("experiment.methods=[enforced,best]", "'best'"),
@@ -121,6 +124,36 @@ def test_domain_checks(override, needle):
     cfg = make(*override.split())
     with pytest.raises(ConfigError) as e:
         validate(cfg)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_peaks_outside_the_clamp_are_fine_for_the_sigmoid():
+    validate(make("model.peaks=sigmoid", "init.peak_low=0.001", "init.peak_high=0.005"))
+
+
+def make_regions(*overrides: str):
+    with initialize_config_module(config_module="compnet.conf", version_base="1.3"):
+        return compose("regions", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("depths=[0,3]", "depths=[0, 3]"),
+        ("draws=0", "draws=0"),
+        ("lo=1 hi=0", "lo=1.0"),
+        ("seed=-1", "seed=-1"),
+        ("init.raai_k=2", "init.raai_k=2"),
+        ("init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
+        ("init.peak_low=0.9", "init.peak_low=0.9 > init.peak_high=0.75"),
+        ("inits=[kaiming,he]", "'he'"),
+    ],
+)
+def test_regions_domain_checks(override, needle):
+    cfg = make_regions(*override.split())
+    with pytest.raises(ConfigError) as e:
+        validate_regions(cfg)
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
 

@@ -12,7 +12,8 @@ from compnet.init import generators, random_weights
 from compnet.model import Shapes, closed_form, encode, forward, law_scales, to_sequential
 from compnet.regions import trial_regions
 from compnet.targets import get_target, train_grid
-from compnet.train import PEAK_CLAMP, Reparam, pretrain, train_raw
+from compnet.config import PEAK_CLAMP
+from compnet.train import Reparam, pretrain, train_raw
 
 f64 = torch.float64
 
