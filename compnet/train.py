@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from compnet.model import Layer, Shapes, encode, forward, law_scales
 # Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
 # brings (make bench: 30 trials train faster on one worker).
 MIN_TRIALS_PER_WORKER = 64
+
+
+Report = Callable[[int, torch.Tensor, torch.Tensor], None]  # (step, per-trial loss, alive) every 25 steps
 
 
 @dataclass
@@ -52,7 +56,7 @@ def adam(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    desc: str | None = "train",
+    report: Report | None = None,
 ) -> Fit:
     """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T].
 
@@ -75,7 +79,6 @@ def adam(
     history = torch.empty(epochs + 1, T, dtype=loss.dtype)
     alive = torch.ones(T, dtype=torch.bool)
     keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
-    bar = _progress(epochs, desc)
     for step in range(1, epochs + 1):
         grad.zero_()
         loss = loss_fn(leaves)
@@ -91,30 +94,45 @@ def adam(
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             flat.addcdiv_(torch.where(keep, m, 0.0), (v.sqrt() / bc2).add_(eps), value=-lr / bc1)
-        if bar is not None and (step % 25 == 0 or step == epochs):
-            _update(bar, history[step - 1], alive, step)
+        if report is not None and (step % 25 == 0 or step == epochs):
+            report(step, history[step - 1], alive)
     with torch.no_grad():
         history[epochs] = loss_fn(leaves)
     alive &= torch.isfinite(history[epochs])
-    if bar is not None:
-        bar.close()
     return Fit([leaf.detach() for leaf in leaves], history, ~alive)
 
 
-def _progress(epochs: int, desc: str | None):
-    """A tqdm bar on an interactive terminal only: log files and CI output stay clean."""
-    if desc is None or epochs == 0 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+class Progress:
+    """One tqdm bar for a batch trained in slices (one per worker thread), on an interactive terminal only
+    (log files and CI output stay clean): epochs done by the slowest slice, best and median loss over the
+    live trials of all slices."""
 
-    return tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+    def __init__(self, desc: str, epochs: int, slices: int) -> None:
+        self.bar = None
+        if epochs and sys.stderr.isatty():
+            from tqdm import tqdm
 
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+        self.steps = [0] * slices
+        self.live: list[torch.Tensor] = [torch.empty(0)] * slices
+        self.lock = threading.Lock()
 
-def _update(bar, loss: torch.Tensor, alive: torch.Tensor, step: int) -> None:
-    live = loss[alive]
-    if live.numel():
-        bar.set_postfix(best=f"{live.min().item():.2e}", median=f"{live.median().item():.2e}", refresh=False)
-    bar.update(step - bar.n)
+    def reporter(self, i: int) -> Report | None:
+        if self.bar is None:
+            return None
+        return lambda step, loss, alive: self._report(i, step, loss[alive])
+
+    def _report(self, i: int, step: int, live: torch.Tensor) -> None:
+        with self.lock:
+            self.steps[i], self.live[i] = step, live
+            every = torch.cat(self.live)
+            if every.numel():
+                self.bar.set_postfix(best=f"{every.min().item():.2e}", median=f"{every.median().item():.2e}", refresh=False)
+            self.bar.update(min(self.steps) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -137,20 +155,24 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_TOP_PAD, 64 << 20)
 
 
-def chunked(fit_chunk: Callable[[slice, str | None], Fit], trials: int, workers: int) -> Fit:
+def chunked(fit_chunk: Callable[[slice, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int) -> Fit:
     """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together.
 
     Trials never interact, so this changes nothing but the batch size each kernel sees."""
     keep_freed_memory()
     n = max(1, min(workers, trials // MIN_TRIALS_PER_WORKER))
-    if n == 1:
-        return fit_chunk(slice(0, trials), "train")
     bounds = [round(i * trials / n) for i in range(n + 1)]
     slices = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    progress = Progress(desc, epochs, n)
+    if n == 1:
+        try:
+            return fit_chunk(slices[0], progress.reporter(0))
+        finally:
+            progress.close()
 
     def work(i: int) -> Fit:
         torch.set_num_threads(1)
-        return fit_chunk(slices[i], "train" if i == 0 else None)
+        return fit_chunk(slices[i], progress.reporter(i))
 
     threads = torch.get_num_threads()
     try:
@@ -158,6 +180,7 @@ def chunked(fit_chunk: Callable[[slice, str | None], Fit], trials: int, workers:
             fits = list(pool.map(work, range(n)))
     finally:
         torch.set_num_threads(threads)
+        progress.close()
     return Fit(
         [torch.cat(ps) for ps in zip(*(f.params for f in fits))],
         torch.cat([f.history for f in fits], 1),
@@ -211,12 +234,12 @@ def pretrain(
 ) -> Fit:
     """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
 
-    def fit(sl: slice, desc: str | None) -> Fit:
+    def fit(sl: slice, report: Report | None) -> Fit:
         f, sg = free[sl], sign[sl]
         loss = lambda p: mse(forward(reparam.layers(p, f, sg), x), y[sl])  # noqa: E731
-        return adam(reparam.start(peaks[sl]), loss, epochs, lr, desc=desc and "pretrain")
+        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report)
 
-    return chunked(fit, peaks.shape[0], workers)
+    return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
 
 def train_raw(
@@ -224,12 +247,12 @@ def train_raw(
 ) -> Fit:
     """Adam on the raw weights, all packed in one [T, P] tensor."""
 
-    def fit(sl: slice, desc: str | None) -> Fit:
+    def fit(sl: slice, report: Report | None) -> Fit:
         tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
-        fit = adam(tensors, lambda p: mse(forward(_pairs(p), x), y[sl]), epochs, lr, desc=desc)
+        fit = adam(tensors, lambda p: mse(forward(_pairs(p), x), y[sl]), epochs, lr, report=report)
         return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
 
-    return chunked(fit, flat.shape[0], workers)
+    return chunked(fit, flat.shape[0], workers, "train", epochs)
 
 
 def _pairs(tensors: list[torch.Tensor]) -> list[Layer]:

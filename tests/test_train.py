@@ -13,7 +13,7 @@ from compnet.model import Shapes, closed_form, encode, forward, law_scales, to_s
 from compnet.regions import trial_regions
 from compnet.targets import get_target, train_grid
 from compnet.config import PEAK_CLAMP
-from compnet.train import Reparam, pretrain, train_raw
+from compnet.train import Progress, Reparam, pretrain, train_raw
 
 f64 = torch.float64
 
@@ -219,3 +219,35 @@ def test_every_open_setting_trains_all_peak_methods(setting):
 def test_reparam_settings_are_read_from_config():
     r = reparam_of(cfg_for(**{"model.peaks": "sigmoid", "model.s1": "tied", "model.offset": False}))
     assert (r.peaks, r.s1, r.offset) == ("sigmoid", "tied", False)
+
+
+class _FakeBar:
+    def __init__(self) -> None:
+        self.n, self.postfix, self.closed = 0, {}, False
+
+    def set_postfix(self, refresh: bool = True, **kw) -> None:
+        self.postfix = kw
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_progress_bar_reports_best_and_median_over_every_slice():
+    """Two worker slices: the bar shows the slowest slice's epoch and best/median over all live trials."""
+    progress = Progress("train", 100, 2)
+    progress.bar = bar = _FakeBar()  # what a terminal would get
+    first, second = progress.reporter(0), progress.reporter(1)
+    first(50, torch.tensor([4.0, 1.0, float("nan")]), torch.tensor([True, True, False]))
+    assert bar.n == 0  # the other slice has not reported yet
+    second(25, torch.tensor([3.0, 2.0]), torch.tensor([True, True]))
+    assert bar.n == 25
+    assert bar.postfix == {"best": "1.00e+00", "median": "2.00e+00"}  # over 4, 1, 3, 2 (torch: the lower median)
+    progress.close()
+    assert bar.closed
+
+
+def test_no_progress_bar_off_a_terminal():
+    assert Progress("train", 100, 2).reporter(0) is None  # pytest's stderr is not a terminal
