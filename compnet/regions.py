@@ -33,8 +33,11 @@ def _rtol(dtype: torch.dtype) -> float:
     return RTOL.get(dtype, RTOL[torch.float32])
 
 
-def _signs(z: np.ndarray, rtol: float) -> np.ndarray:
-    scale = np.abs(z).max(0, keepdims=True)
+def _signs(z: np.ndarray, valid: np.ndarray, rtol: float) -> np.ndarray:
+    """Signs of pre-activations z [T, K, width] at the knots, 0 where within rtol of the neuron's largest
+    magnitude (and at padding knots, valid [T, K] False)."""
+    z = np.where(valid[..., None], z, 0.0)
+    scale = np.abs(z).max(1, keepdims=True)
     return np.where(np.abs(z) <= rtol * scale, 0.0, np.sign(z))
 
 
@@ -46,39 +49,62 @@ def _affine_layers(model: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in lins]
 
 
+# All networks of a batch are counted together (one numpy op per layer, not per network): weights
+# [T, out, in], biases [T, out]. Each network has its own number of knots; the knot array [T, K] is
+# sorted per row and padded with +inf, and padding is evaluated at a real knot and then ignored.
+
+
 def _preactivations(layers, x: np.ndarray) -> list[np.ndarray]:
-    """Pre-activations of every layer at points x: list of [N, width]."""
-    h, out = x[:, None], []
-    for i, (w, b) in enumerate(layers):
-        z = h @ w.T + b
+    """Pre-activations of every layer at points x [T, K]: list of [T, K, width]."""
+    h, out = x[..., None], []
+    for w, b in layers:
+        z = h @ w.transpose(0, 2, 1) + b[:, None, :]
         out.append(z)
         h = np.maximum(z, 0.0)
     return out
 
 
 def _knots(layers, lo: float, hi: float, rtol: float) -> np.ndarray:
-    knots = np.array([lo, hi], dtype=np.float64)
+    T = layers[0][0].shape[0]
+    knots = np.tile([lo, hi], (T, 1))
     for k in range(len(layers) - 1):
-        z = _preactivations(layers[: k + 1], knots)[-1]
-        s = _signs(z, rtol)
-        cross = s[:-1] * s[1:] < 0  # [intervals, neurons]
-        i, j = np.nonzero(cross)
-        z0, z1 = z[i, j], z[i + 1, j]
-        roots = knots[i] + (knots[i + 1] - knots[i]) * z0 / (z0 - z1)
-        knots = np.unique(np.concatenate([knots, roots]))
+        valid = np.isfinite(knots)
+        z = _preactivations(layers[: k + 1], np.where(valid, knots, hi))[-1]
+        s = _signs(z, valid, rtol)
+        cross = s[:, :-1] * s[:, 1:] < 0  # [T, intervals, neurons]
+        z0, z1, left, right = z[:, :-1], z[:, 1:], knots[:, :-1, None], knots[:, 1:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):  # padding and non-crossings are discarded
+            roots = np.where(cross, left + (right - left) * z0 / (z0 - z1), np.inf)
+        knots = np.sort(np.concatenate([knots, roots.reshape(T, -1)], 1), 1)
+        knots[:, 1:][knots[:, 1:] == knots[:, :-1]] = np.inf  # a root at an existing knot is not new
+        knots = np.sort(knots, 1)
+        knots = knots[:, : np.isfinite(knots).sum(1).max()]
     return knots
 
 
 def _slopes(layers, knots: np.ndarray) -> np.ndarray:
-    """Exact output slope on each interval between knots, by forward-mode at the midpoints."""
-    x = (knots[:-1] + knots[1:]) / 2
-    h, dh = x[:, None], np.ones((x.size, 1))
+    """Exact output slope on each interval between knots [T, K − 1], by forward-mode at the midpoints
+    (NaN on padding)."""
+    mid = (knots[:, :-1] + knots[:, 1:]) / 2
+    ok = np.isfinite(mid)
+    h, dh = np.where(ok, mid, 0.0)[..., None], np.ones((*mid.shape, 1))
     for i, (w, b) in enumerate(layers):
-        h, dh = h @ w.T + b, dh @ w.T
+        wt = w.transpose(0, 2, 1)
+        h, dh = h @ wt + b[:, None, :], dh @ wt
         if i < len(layers) - 1:
             on = h > 0
             h, dh = h * on, dh * on
-    return dh[:, 0]
+    return np.where(ok, dh[..., 0], np.nan)
+
+
+def _wasted(layers, knots: np.ndarray, rtol: float) -> np.ndarray:
+    """Per network, hidden neurons whose pre-activation never changes sign at the knots."""
+    valid = np.isfinite(knots)
+    wasted = np.zeros(knots.shape[0], dtype=int)
+    for z in _preactivations(layers, np.where(valid, knots, knots[:, :1]))[:-1]:
+        s = _signs(z, valid, rtol)
+        wasted += ((s >= 0).all(1) | (s <= 0).all(1)).sum(1)
+    return wasted
 
 
 @dataclass(frozen=True)
@@ -106,12 +132,19 @@ def regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0, rtol: float 
     if not hi > lo:
         raise ValueError(f"need lo < hi, got [{lo}, {hi}]")
     rtol = _rtol(next(model.parameters()).dtype) if rtol is None else rtol
-    return _regions(_affine_layers(model), float(lo), float(hi), rtol)
+    layers = [(w[None], b[None]) for w, b in _affine_layers(model)]
+    return _regions(layers, float(lo), float(hi), rtol)[0]
 
 
-def _regions(layers, lo: float, hi: float, rtol: float) -> Regions:
+def _regions(layers, lo: float, hi: float, rtol: float) -> list[Regions]:
+    """Regions of each of T networks given as batched numpy layers."""
     knots = _knots(layers, lo, hi, rtol)
-    return Regions(knots, _slopes(layers, knots), _wasted(layers, knots, rtol))
+    slopes, wasted = _slopes(layers, knots), _wasted(layers, knots, rtol)
+    out = []
+    for t in range(knots.shape[0]):
+        n = int(np.isfinite(knots[t]).sum())
+        out.append(Regions(knots[t, :n], slopes[t, : n - 1], int(wasted[t])))
+    return out
 
 
 def count_linear_pieces(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
@@ -130,24 +163,16 @@ def wasted_neurons(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> in
     return regions(model, lo, hi).wasted
 
 
-def _wasted(layers, knots: np.ndarray, rtol: float) -> int:
-    wasted = 0
-    for z in _preactivations(layers, knots)[:-1]:
-        s = _signs(z, rtol)
-        wasted += int(((s >= 0).all(0) | (s <= 0).all(0)).sum())
-    return wasted
-
-
 def batch_regions(layers: list[Layer], lo: float = 0.0, hi: float = 1.0) -> list[Regions | None]:
-    """Regions of every trial of a batched network; None for a trial with non-finite (diverged) weights.
-    The zero tolerance follows the stored dtype (see RTOL)."""
+    """Regions of every trial of a batched network, all trials counted together; None for a trial with
+    non-finite (diverged) weights. The zero tolerance follows the stored dtype (see RTOL)."""
     rtol = _rtol(layers[0][0].dtype)
-    out: list[Regions | None] = []
-    for trial in zip(*(zip(w.detach().double().numpy(), b.detach().double().numpy()) for w, b in layers)):
-        net = list(trial)
-        finite = all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in net)
-        out.append(_regions(net, lo, hi, rtol) if finite else None)
-    return out
+    arrays = [(w.detach().double().numpy(), b.detach().double().numpy()) for w, b in layers]
+    finite = np.ones(arrays[0][0].shape[0], dtype=bool)
+    for w, b in arrays:
+        finite &= np.isfinite(w).all((1, 2)) & np.isfinite(b).all(1)
+    counted = iter(_regions([(w[finite], b[finite]) for w, b in arrays], lo, hi, rtol) if finite.any() else [])
+    return [next(counted) if ok else None for ok in finite]
 
 
 def trial_regions(shapes: Shapes, flat: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> tuple[list[int], list[int]]:
