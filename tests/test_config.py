@@ -11,9 +11,12 @@ from compnet.experiment import plan
 register()
 
 
-def make(*overrides: str):
+CHECKS = {"train": validate, "regions": validate_regions}
+
+
+def make(*overrides: str, command: str = "train"):
     with initialize_config_module(config_module="compnet.conf", version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(command, overrides=list(overrides))
 
 
 def test_paper_defaults():
@@ -98,64 +101,46 @@ def test_unknown_group_option_lists_valid_names(group, valid):
 
 
 @pytest.mark.parametrize(
-    "override, needle",
+    "command, override, needle",
     [
-        ("depth=0", "depth=0"),
-        ("trials=0", "trials=0"),
-        ("points=1", "points=1"),
-        ("lr=0", "lr=0"),
-        ("lr=-0.001", "lr=-0.001"),
-        ("epochs=-1", "=-1"),
-        ("regime.finetune_epochs=-5", "regime.finetune_epochs=-5"),
-        ("init.peak_low=0", "init.peak_low=0"),
-        ("init.peak_high=1.5", "init.peak_high=1.5"),
-        ("init.peak_low=0.8", "init.peak_low=0.8 > init.peak_high=0.75"),
-        ("init.raai_k=2", "init.raai_k=2"),
-        ("init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
-        ("init.peak_low=0.001 init.peak_high=0.005", "[0.01, 0.99]"),
-        ("seed=-1", "seed=-1"),
-        ("test_points=-1", "test_points=-1"),
-        ("experiment.targets=[x3,x4]", "'x4'"),
-        ("experiment.methods=[enforced,best]", "'best'"),
-        ("regime=pretrain init=kaiming", "init=kaiming"),
+        ("train", "depth=0", "depth=0"),
+        ("train", "trials=0", "trials=0"),
+        ("train", "points=1", "points=1"),
+        ("train", "lr=0", "lr=0"),
+        ("train", "lr=-0.001", "lr=-0.001"),
+        ("train", "epochs=-1", "=-1"),
+        ("train", "regime.finetune_epochs=-5", "regime.finetune_epochs=-5"),
+        ("train", "init.peak_low=0", "init.peak_low=0"),
+        ("train", "init.peak_high=1.5", "init.peak_high=1.5"),
+        ("train", "init.peak_low=0.8", "init.peak_low=0.8 > init.peak_high=0.75"),
+        ("train", "init.raai_k=2", "init.raai_k=2"),
+        ("train", "init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
+        ("train", "init.peak_low=0.001 init.peak_high=0.005", "[0.01, 0.99]"),
+        ("train", "seed=-1", "seed=-1"),
+        ("train", "test_points=-1", "test_points=-1"),
+        ("train", "experiment.targets=[x3,x4]", "'x4'"),
+        ("train", "experiment.methods=[enforced,best]", "'best'"),
+        ("train", "regime=pretrain init=kaiming", "init=kaiming"),
+        ("regions", "depths=[0,3]", "depths=[0, 3]"),
+        ("regions", "draws=0", "draws=0"),
+        ("regions", "lo=1 hi=0", "lo=1.0"),
+        ("regions", "seed=-1", "seed=-1"),
+        ("regions", "init.raai_k=2", "init.raai_k=2"),
+        ("regions", "init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
+        ("regions", "init.peak_low=0.9", "init.peak_low=0.9 > init.peak_high=0.75"),
+        ("regions", "inits=[kaiming,he]", "'he'"),
     ],
 )
-def test_domain_checks(override, needle):
-    cfg = make(*override.split())
+def test_domain_checks(command, override, needle):
+    cfg = make(*override.split(), command=command)
     with pytest.raises(ConfigError) as e:
-        validate(cfg)
+        CHECKS[command](cfg)
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
 
 
 def test_peaks_outside_the_clamp_are_fine_for_the_sigmoid():
     validate(make("model.peaks=sigmoid", "init.peak_low=0.001", "init.peak_high=0.005"))
-
-
-def make_regions(*overrides: str):
-    with initialize_config_module(config_module="compnet.conf", version_base="1.3"):
-        return compose("regions", overrides=list(overrides))
-
-
-@pytest.mark.parametrize(
-    "override, needle",
-    [
-        ("depths=[0,3]", "depths=[0, 3]"),
-        ("draws=0", "draws=0"),
-        ("lo=1 hi=0", "lo=1.0"),
-        ("seed=-1", "seed=-1"),
-        ("init.raai_k=2", "init.raai_k=2"),
-        ("init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
-        ("init.peak_low=0.9", "init.peak_low=0.9 > init.peak_high=0.75"),
-        ("inits=[kaiming,he]", "'he'"),
-    ],
-)
-def test_regions_domain_checks(override, needle):
-    cfg = make_regions(*override.split())
-    with pytest.raises(ConfigError) as e:
-        validate_regions(cfg)
-    assert needle in str(e.value)
-    assert "\n" not in str(e.value)
 
 
 def test_resolved_config_is_plain_yaml():
