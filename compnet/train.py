@@ -155,7 +155,14 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_TOP_PAD, 64 << 20)
 
 
-def chunked(fit_chunk: Callable[[slice, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int) -> Fit:
+def alone(pair: Fit) -> Fit:
+    """A single trial is trained beside a copy of itself, then the copy dropped: a batch of one takes BLAS's
+    matrix-vector path, whose sums round differently, and trial i would not be bit for bit what it is in
+    any larger batch (where its numbers do not depend on the batch size)."""
+    return Fit([p[:1] for p in pair.params], pair.history[:, :1], pair.diverged[:1])
+
+
+def chunked(fit_chunk: Callable[[slice | torch.Tensor, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int) -> Fit:
     """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together.
 
     Trials never interact, so this changes nothing but the batch size each kernel sees."""
@@ -166,6 +173,8 @@ def chunked(fit_chunk: Callable[[slice, Report | None], Fit], trials: int, worke
     progress = Progress(desc, epochs, n)
     if n == 1:
         try:
+            if trials == 1:  # see `alone`
+                return alone(fit_chunk(torch.zeros(2, dtype=torch.long), progress.reporter(0)))
             return fit_chunk(slices[0], progress.reporter(0))
         finally:
             progress.close()
@@ -234,7 +243,7 @@ def pretrain(
 ) -> Fit:
     """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
 
-    def fit(sl: slice, report: Report | None) -> Fit:
+    def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg = free[sl], sign[sl]
         loss = lambda p: mse(forward(reparam.layers(p, f, sg), x), y[sl])  # noqa: E731
         return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report)
@@ -247,7 +256,7 @@ def train_raw(
 ) -> Fit:
     """Adam on the raw weights, all packed in one [T, P] tensor."""
 
-    def fit(sl: slice, report: Report | None) -> Fit:
+    def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
         fit = adam(tensors, lambda p: mse(forward(_pairs(p), x), y[sl]), epochs, lr, report=report)
         return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
