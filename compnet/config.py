@@ -164,7 +164,7 @@ def validate(cfg: Any) -> None:
         n = cfg.regime[key]
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
-    _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp)
+    _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp and _pretrains(cfg))
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
@@ -181,12 +181,19 @@ def validate(cfg: Any) -> None:
         )
 
 
+def _pretrains(cfg: Any) -> bool:
+    """Whether any cell of the configuration pretrains peaks (the only stage that clamps them)."""
+    if cfg.experiment.methods:
+        return any(METHODS[m][1] == "pretrain" for m in cfg.experiment.methods if m in METHODS)
+    return resolve_regime(cfg.init.name, cfg.regime.name) == "pretrain"
+
+
 def _check_init(init: Any, clamped: bool = False) -> None:
     """Starting peaks and RAAI settings (shared by `compnet train` and `compnet regions`)."""
     lo, hi = init.peak_low, init.peak_high
     _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
     _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
-    if clamped:  # a peak drawn outside the clamp would start off the manifold and never move
+    if clamped:  # a peak drawn outside the clamp would be pretrained from the clamp's edge and never move
         a, b = PEAK_CLAMP
         _check(a <= lo and hi <= b, f"init.peak_low={lo}, init.peak_high={hi}: with model.peaks=clamp starting peaks must lie in [{a}, {b}]")
     _check(0 <= init.raai_k <= 1, f"init.raai_k={init.raai_k}: need 0 <= k <= 1")

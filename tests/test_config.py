@@ -139,8 +139,17 @@ def test_domain_checks(command, override, needle):
     assert "\n" not in str(e.value)
 
 
-def test_peaks_outside_the_clamp_are_fine_for_the_sigmoid():
-    validate(make("model.peaks=sigmoid", "init.peak_low=0.001", "init.peak_high=0.005"))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        "model.peaks=sigmoid",  # no clamp
+        "init=kaiming",  # no peaks drawn
+        "init=manifold regime=direct",  # peaks encoded, never pretrained, so never clamped
+        "experiment=table1 experiment.methods=[default,no_pretraining]",
+    ],
+)
+def test_peaks_outside_the_clamp_are_fine_where_nothing_clamps(overrides):
+    validate(make(*overrides.split(), "init.peak_low=0.001", "init.peak_high=0.995"))
 
 
 def test_resolved_config_is_plain_yaml():

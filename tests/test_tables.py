@@ -43,6 +43,15 @@ def test_a_repeated_cell_is_numbered_not_overwritten():
     assert math.isnan(df.loc["Default network #2", ("x11", "Mean")])
 
 
+def test_runs_written_before_settings_existed_compare_by_what_they_hold():
+    """Old summaries keep depth/seed/lr/points/test_points at the top level and no `settings`."""
+    new = summary("default", "x3", 1e-2)
+    old = {k: v for k, v in summary("default", "x3", 2e-2).items() if k != "settings"} | new["settings"]
+    assert list(table([new, old]).index) == ["Default network", "Default network #2"]
+    old_lr = old | {"lr": 0.1}
+    assert list(table([new, old_lr]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
+
+
 def test_a_missing_cell_shows_a_dash():
     df = table([summary("default", "x3", 1e-2), summary("enforced", "x11", 1e-5)])
     md = to_markdown(df)
