@@ -3,7 +3,8 @@
 The schemas are registered in Hydra's ConfigStore and named first in the packaged primary configs'
 defaults lists, so an unknown key, a wrong type or an enum typo fails at the command line with Hydra's
 own message. Numbers that have the right type but are impossible (depth 0, lr ≤ 0, …) are refused by
-`validate` before any work starts, with one line naming the value and what is allowed.
+`validate` before any work starts, with one line naming the value and what is allowed. `plan` turns a
+configuration into its cells: one (target, method) pair each, a row-and-column entry of the paper's tables.
 """
 
 from __future__ import annotations
@@ -140,6 +141,29 @@ def method_label(method: str) -> str:
     return METHODS[method][2] if method in METHODS else method
 
 
+@dataclass(frozen=True)
+class Cell:
+    target: str
+    method: str
+    init: str
+    regime: str  # direct | pretrain
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.method}"
+
+
+def plan(cfg: Any) -> list[Cell]:
+    """The cells a configuration trains: every target × every method (or its one init + regime)."""
+    targets = list(cfg.experiment.targets) or [cfg.target.name]
+    if cfg.experiment.methods:
+        methods = [(m, METHODS[m][0], METHODS[m][1]) for m in cfg.experiment.methods]
+    else:
+        init, regime = cfg.init.name, resolve_regime(cfg.init.name, cfg.regime.name)
+        methods = [(method_of(init, regime), init, regime)]
+    return [Cell(t, m, i, r) for t in targets for m, i, r in methods]
+
+
 class ConfigError(ValueError):
     """A configuration value that has the right type but is impossible."""
 
@@ -164,7 +188,6 @@ def validate(cfg: Any) -> None:
         n = cfg.regime[key]
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
-    _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp and _pretrains(cfg))
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
@@ -179,13 +202,9 @@ def validate(cfg: Any) -> None:
             not (regime == "pretrain" and cfg.init.name in RANDOM_INITS),
             f"regime=pretrain needs peaks to pretrain; init={cfg.init.name} has none (use init=manifold or compositional)",
         )
-
-
-def _pretrains(cfg: Any) -> bool:
-    """Whether any cell of the configuration pretrains peaks (the only stage that clamps them)."""
-    if cfg.experiment.methods:
-        return any(METHODS[m][1] == "pretrain" for m in cfg.experiment.methods if m in METHODS)
-    return resolve_regime(cfg.init.name, cfg.regime.name) == "pretrain"
+    # pretraining is the only stage that clamps peaks
+    pretrains = any(cell.regime == "pretrain" for cell in plan(cfg))
+    _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp and pretrains)
 
 
 def _check_init(init: Any, clamped: bool = False) -> None:

@@ -13,25 +13,13 @@ from typing import Any
 
 import torch
 
-from compnet.config import METHODS, RANDOM_INITS, S1, DType, PeakParam, method_of, resolve_regime
-from compnet.init import draw_peaks, generators, random_weights, trial_seed
-from compnet.model import Shapes, encode, forward, law_scales
+from compnet.config import S1, Cell, DType, PeakParam, plan
+from compnet.init import generators, start_weights, trial_seed
+from compnet.model import Shapes, forward
 from compnet.targets import get_target, test_grid, train_grid
 from compnet.train import Reparam, Stopwatch, mse, pretrain, train_raw, workers_default
 
 COLLAPSE_FRACTION = 0.9  # final MSE >= 0.9 Var(target): the output is (close to) a constant
-
-
-@dataclass(frozen=True)
-class Cell:
-    target: str
-    method: str
-    init: str
-    regime: str  # direct | pretrain
-
-    @property
-    def name(self) -> str:
-        return f"{self.target}-{self.method}"
 
 
 @dataclass
@@ -67,16 +55,6 @@ class CellResult:
         return ~self.diverged & (self.mse >= COLLAPSE_FRACTION * self.var_target)
 
 
-def plan(cfg: Any) -> list[Cell]:
-    targets = list(cfg.experiment.targets) or [cfg.target.name]
-    if cfg.experiment.methods:
-        methods = [(m, METHODS[m][0], METHODS[m][1]) for m in cfg.experiment.methods]
-    else:
-        init, regime = cfg.init.name, resolve_regime(cfg.init.name, cfg.regime.name)
-        methods = [(method_of(init, regime), init, regime)]
-    return [Cell(t, m, i, r) for t in targets for m, i, r in methods]
-
-
 def reparam_of(cfg: Any) -> Reparam:
     m = cfg.model
     return Reparam(peaks=PeakParam(m.peaks).value, s1=S1(m.s1).value, offset=m.offset)
@@ -97,11 +75,8 @@ def start_of(cell: Cell, cfg: Any, shapes: Shapes, reparam: Reparam, x: torch.Te
     target = get_target(cell.target)
     sign = torch.full((T,), target.sign, dtype=x.dtype)
     y = target(x).expand(T, -1)
-    if cell.init in RANDOM_INITS:
-        i = cfg.init
-        return Start(random_weights(cell.init, shapes, gens, x.dtype, i.raai_k, i.raai_sigma_w2, i.raai_sigma_b2), None, sign, y)
-    peaks = draw_peaks(gens, cfg.depth + 1, cfg.init.peak_low, cfg.init.peak_high, x.dtype)
-    return Start(Shapes.join(encode(peaks, law_scales(peaks), sign, reparam.offset)), peaks, sign, y)
+    flat, peaks = start_weights(cell.init, shapes, gens, cfg.init, sign, x.dtype, reparam.offset)
+    return Start(flat, peaks, sign, y)
 
 
 def _slices(n_cells: int, T: int):

@@ -17,12 +17,13 @@ Beta(2, 1) has CDF x², so it is sampled as √U.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from compnet.config import RANDOM_INITS
-from compnet.model import Shapes
+from compnet.model import Shapes, encode, law_scales
 
 RAI_STD = 0.6007
 
@@ -97,3 +98,14 @@ def random_weights(
             parts += [w.flatten(), b]
         flat.append(torch.cat(parts))
     return torch.stack(flat).to(dtype)
+
+
+def start_weights(
+    name: str, shapes: Shapes, gens: list[torch.Generator], init: Any, sign: torch.Tensor, dtype=torch.float32, offset: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Raw starting weights [T, P] of initialisation `name` (settings `init`: the peak range, RAAI's
+    k and variances), and for the peak inits the peaks [T, d+1] they encode on the manifold."""
+    if name in RANDOM_INITS:
+        return random_weights(name, shapes, gens, dtype, init.raai_k, init.raai_sigma_w2, init.raai_sigma_b2), None
+    peaks = draw_peaks(gens, len(shapes.dims), init.peak_low, init.peak_high, dtype)  # d + 1 peaks
+    return Shapes.join(encode(peaks, law_scales(peaks), sign, offset)), peaks

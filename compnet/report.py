@@ -51,9 +51,9 @@ def _stats(values: pd.Series, name: str) -> dict[str, float]:
 
 
 def settings_of(cfg: Any) -> dict[str, Any]:
-    """Every setting that can change a cell's numbers, flat: `compnet table` tells runs apart by them."""
-    keys = ["depth", "seed", "lr", "points", "test_points", "dtype", "model.peaks", "model.s1", "model.offset"]
-    keys += [f"regime.{k}" for k in ("pretrain_epochs", "finetune_epochs", "direct_epochs")]
+    """The settings that can change a cell's numbers beyond those at the summary's top level (depth, seed,
+    lr, points, test_points, epochs), flat: `compnet table` tells runs apart by all of them."""
+    keys = ["dtype", "model.peaks", "model.s1", "model.offset"]
     keys += [f"init.{k}" for k in ("peak_low", "peak_high", "raai_k", "raai_sigma_w2", "raai_sigma_b2")]
     return {k: _plain(OmegaConf.select(cfg, k)) for k in keys}
 

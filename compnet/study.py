@@ -42,8 +42,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from compnet.config import RANDOM_INITS  # noqa: E402
-from compnet.init import draw_peaks, generators, random_weights  # noqa: E402
-from compnet.model import Layer, Shapes, encode, law_scales  # noqa: E402
+from compnet.init import generators, start_weights  # noqa: E402
+from compnet.model import Layer, Shapes  # noqa: E402
 from compnet.regions import batch_regions  # noqa: E402
 
 log = logging.getLogger("compnet")
@@ -55,14 +55,11 @@ f64 = torch.float64
 
 def start_layers(init: str, depth: int, width: int, cfg: Any) -> list[Layer]:
     """The `cfg.draws` starting networks of an init, in float64."""
-    gens, shapes = generators(cfg.seed, cfg.draws), Shapes(depth, width)
-    if init in RANDOM_INITS:
-        c = cfg.init
-        return shapes.split(random_weights(init, shapes, gens, f64, c.raai_k, c.raai_sigma_w2, c.raai_sigma_b2))
-    if width != 4:
+    if init not in RANDOM_INITS and width != 4:
         raise ValueError(f"init {init!r} is the 4-wide compositional network; width {width} is not defined")
-    peaks = draw_peaks(gens, depth + 1, cfg.init.peak_low, cfg.init.peak_high, f64)
-    return encode(peaks, law_scales(peaks), torch.full((cfg.draws,), -1.0, dtype=f64))
+    gens, shapes = generators(cfg.seed, cfg.draws), Shapes(depth, width)
+    flat, _ = start_weights(init, shapes, gens, cfg.init, torch.full((cfg.draws,), -1.0, dtype=f64), f64)
+    return shapes.split(flat)
 
 
 def settings(cfg: Any) -> list[tuple[str, str, int, int]]:

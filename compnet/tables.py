@@ -77,14 +77,18 @@ def metric_of(summaries: list[dict[str, Any]]) -> str:
     return "test_mse" if summaries and all(s.get("test_points", 0) for s in summaries) else "mse"
 
 
-# what summaries written before `settings` existed hold at their top level
-LEGACY_SETTINGS = ("depth", "seed", "lr", "points", "test_points")
+def _settings(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings, flat: those at the summary's top level, its epochs, and `settings` (which runs
+    written before it existed lack)."""
+    top = {k: summary[k] for k in ("depth", "seed", "lr", "points", "test_points") if k in summary}
+    return top | summary.get("epochs", {}) | summary.get("settings", {})
 
 
 def variants(summaries: list[dict[str, Any]]) -> list[str]:
     """Per summary, the settings in which the runs differ ("lr=0.1, s1=tied"; "" where none do), so that
-    two runs of one method and target (a sweep over lr, a folder holding Tables 1 and 3) get a row each."""
-    settings = [s.get("settings") or {k: s[k] for k in LEGACY_SETTINGS if k in s} for s in summaries]
+    two runs of one method and target (a sweep over lr, a folder holding Tables 1 and 3) get a row each.
+    A setting some run does not record is not compared."""
+    settings = [_settings(s) for s in summaries]
     shared = [k for k in settings[0] if all(k in st for st in settings)] if settings else []
     varying = [k for k in shared if len({json.dumps(st[k]) for st in settings}) > 1]
     return [", ".join(f"{k.split('.')[-1]}={st[k]}" for k in varying) for st in settings]

@@ -21,6 +21,7 @@ handing it back to the kernel, which otherwise zero-fills fresh pages for every 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -87,9 +88,8 @@ def adam(
         torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
         bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
         with torch.no_grad():
-            if int(alive.sum()) != n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
-                n_alive = int(alive.sum())
-                keep = torch.cat([alive.repeat_interleave(n // T) for n in sizes])
+            if int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
+                keep, n_alive = torch.cat([alive.repeat_interleave(n // T) for n in sizes]), int(alive.sum())
             g = torch.where(keep, grad, 0.0)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -143,6 +143,7 @@ def workers_default() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+@functools.cache  # process-wide: once is enough
 def keep_freed_memory() -> None:
     """glibc only: serve large tensors from the heap and never trim it (no page-fault storm per step)."""
     try:

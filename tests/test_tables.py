@@ -7,8 +7,8 @@ from pathlib import Path
 from compnet.tables import find_runs, table, to_markdown
 
 
-def summary(method: str, target: str, mean: float, **settings) -> dict:
-    base = {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0}
+def summary(method: str, target: str, mean: float, **top) -> dict:
+    """What report.summary_of writes, cut to what tables read: settings at the top level and in `settings`."""
     return {
         "method": method,
         "target": target,
@@ -16,8 +16,14 @@ def summary(method: str, target: str, mean: float, **settings) -> dict:
         "mean_mse": mean,
         "n_collapsed": 1,
         "n_trials": 30,
-        "settings": base | settings,
-    }
+        "depth": 5,
+        "seed": 0,
+        "lr": 0.001,
+        "points": 500,
+        "test_points": 0,
+        "epochs": {"pretrain_epochs": 1000, "finetune_epochs": 1000, "direct_epochs": 1000},
+        "settings": {"dtype": "float32", "model.s1": "trainable"},
+    } | top
 
 
 def test_paper_order_of_rows_and_columns():
@@ -43,13 +49,23 @@ def test_a_repeated_cell_is_numbered_not_overwritten():
     assert math.isnan(df.loc["Default network #2", ("x11", "Mean")])
 
 
+def test_settings_inside_summary_settings_and_epochs_tell_runs_apart():
+    tied = summary("enforced", "x3", 2e-6, settings={"dtype": "float32", "model.s1": "tied"})
+    longer = summary("enforced", "x3", 1e-6, epochs={"pretrain_epochs": 1000, "finetune_epochs": 2000, "direct_epochs": 1000})
+    labels = list(table([summary("enforced", "x3", 4e-7), tied, longer]).index)
+    assert labels == [  # variants of one method in alphabetical order
+        "Differentiability enforced (finetune_epochs=1000, s1=tied)",
+        "Differentiability enforced (finetune_epochs=1000, s1=trainable)",
+        "Differentiability enforced (finetune_epochs=2000, s1=trainable)",
+    ]
+
+
 def test_runs_written_before_settings_existed_compare_by_what_they_hold():
-    """Old summaries keep depth/seed/lr/points/test_points at the top level and no `settings`."""
+    """Old summaries have no `settings` (and no `epochs`): only what both record is compared."""
     new = summary("default", "x3", 1e-2)
-    old = {k: v for k, v in summary("default", "x3", 2e-2).items() if k != "settings"} | new["settings"]
+    old = {k: v for k, v in summary("default", "x3", 2e-2).items() if k not in ("settings", "epochs")}
     assert list(table([new, old]).index) == ["Default network", "Default network #2"]
-    old_lr = old | {"lr": 0.1}
-    assert list(table([new, old_lr]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
+    assert list(table([new, old | {"lr": 0.1}]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
 
 
 def test_a_missing_cell_shows_a_dash():
