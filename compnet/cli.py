@@ -109,13 +109,15 @@ def _output_dir() -> Path:
 
 def _train(cfg) -> None:
     _checked(cfg, "train")
-    from compnet import report, tables
+    from compnet import kernel, report, tables
     from compnet.experiment import run
 
     if cfg.plots:  # pyplot costs ~0.6 s of start-up: only when drawing
         from compnet import plots
 
     out = _output_dir()
+    if cfg.engine == "auto" and (why := kernel.unavailable()):
+        log.warning("the fused engine is unavailable, training with torch's ops (≈4× slower): %s", why)
     results, wall = run(cfg)
     single = len(results) == 1 and not cfg.experiment.methods and not cfg.experiment.targets
     metric = "test_mse" if cfg.test_points else "mse"  # what the table shows: held-out MSE where there is one

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from compnet import kernel
 from compnet.config import S1, Cell, DType, PeakParam, plan
 from compnet.init import generators, start_weights, trial_seed
 from compnet.model import Shapes, forward
@@ -86,6 +87,7 @@ def _slices(n_cells: int, T: int):
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration; returns the results and the training wall time (s)."""
     workers = cfg.workers or workers_default()
+    fused = kernel.resolve(cfg.engine) == "fused"
     T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
     x = train_grid(cfg.points, getattr(torch, DType(cfg.dtype).value))
     cells = plan(cfg)
@@ -100,7 +102,7 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
         sign = torch.cat([starts[i].sign for i in pre])
         peaks, y = torch.cat([starts[i].peaks for i in pre]), torch.cat([starts[i].y for i in pre])
         with clock:
-            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers)
+            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers, fused)
             flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach()
         a = reparam.peak_values(fit.params[0])
         for i, sl in zip(pre, _slices(len(pre), T)):
@@ -113,7 +115,7 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
         group = [i for i, e in enumerate(epochs_of) if e == epochs]
         flat = torch.cat([pretrained[i][1] if i in pretrained else starts[i].flat for i in group])
         with clock:
-            fit = train_raw(shapes, flat, x, torch.cat([starts[i].y for i in group]), epochs, cfg.lr, workers)
+            fit = train_raw(shapes, flat, x, torch.cat([starts[i].y for i in group]), epochs, cfg.lr, workers, fused)
         for i, sl in zip(group, _slices(len(group), T)):
             trained[i] = (fit.history[:, sl], fit.params[0][sl], fit.diverged[sl])
 

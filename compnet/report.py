@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from compnet import kernel
 from compnet.config import method_label
 from compnet.experiment import CellResult
 from compnet.model import Shapes
@@ -55,7 +56,8 @@ def settings_of(cfg: Any) -> dict[str, Any]:
     lr, points, test_points, epochs), flat: `compnet table` tells runs apart by all of them."""
     keys = ["dtype", "model.peaks", "model.s1", "model.offset"]
     keys += [f"init.{k}" for k in ("peak_low", "peak_high", "raai_k", "raai_sigma_w2", "raai_sigma_b2")]
-    return {k: _plain(OmegaConf.select(cfg, k)) for k in keys}
+    # the engine that ran (not `auto`): the two round differently, so their numbers differ in the last digits
+    return {k: _plain(OmegaConf.select(cfg, k)) for k in keys} | {"engine": kernel.resolve(_plain(cfg.engine))}
 
 
 def _plain(v: Any) -> Any:

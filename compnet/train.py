@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from compnet import kernel
 from compnet.config import PEAK_CLAMP
 from compnet.model import Layer, Shapes, encode, forward, law_scales
 
@@ -139,6 +140,11 @@ def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((pred - y) ** 2).mean(-1)
 
 
+def batch_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Per-trial training loss [T]: by the fused kernel, or by torch's ops (the reference it is tested against)."""
+    return kernel.mlp_mse(layers, x, y) if fused else mse(forward(layers, x), y)
+
+
 def workers_default() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -241,25 +247,34 @@ def pretrain(
     epochs: int,
     lr: float,
     workers: int = 1,
+    fused: bool = False,
 ) -> Fit:
     """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
 
+
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg = free[sl], sign[sl]
-        loss = lambda p: mse(forward(reparam.layers(p, f, sg), x), y[sl])  # noqa: E731
+        loss = lambda p: batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)  # noqa: E731
         return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report)
 
     return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
 
 def train_raw(
-    shapes: Shapes, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, workers: int = 1
+    shapes: Shapes,
+    flat: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    workers: int = 1,
+    fused: bool = False,
 ) -> Fit:
     """Adam on the raw weights, all packed in one [T, P] tensor."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
-        fit = adam(tensors, lambda p: mse(forward(_pairs(p), x), y[sl]), epochs, lr, report=report)
+        fit = adam(tensors, lambda p: batch_mse(_pairs(p), x, y[sl], fused), epochs, lr, report=report)
         return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
 
     return chunked(fit, flat.shape[0], workers, "train", epochs)

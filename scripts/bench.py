@@ -4,9 +4,9 @@
 
 1. the plain loop a researcher writes without compnet: per trial a fresh nn.Sequential (1-4-4-4-4-4-1,
    PyTorch default init) and its own Adam, full-batch epochs on 500 points;
-2. compnet's engine on the same trials (same starting weights);
+2. compnet's engine on the same trials (same starting weights), with torch's ops and with the fused kernel;
 3. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through
-   `compnet train`, as one experiment.
+   `compnet train`, as one experiment: fused on every core, fused on one, torch's ops on every core.
 Prints wall times, the ratio (1)/(2), peak memory, and the arithmetic floor: the FLOPs of the forward and
 backward passes over this machine's measured matrix-multiply rate.
 """
@@ -28,6 +28,7 @@ from common import COMPNET
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, to_sequential
 from compnet.targets import get_target, train_grid
+from compnet import kernel
 from compnet.train import train_raw, workers_default
 
 
@@ -45,9 +46,9 @@ def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Te
     return time.perf_counter() - t0
 
 
-def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, workers: int) -> float:
+def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, workers: int, fused: bool) -> float:
     t0 = time.perf_counter()
-    train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3, workers)
+    train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3, workers, fused)
     return time.perf_counter() - t0
 
 
@@ -68,11 +69,11 @@ def flops_per_step(shapes: Shapes, points: int) -> float:
     return 3 * 2 * points * sum(o * i for o, i in shapes.dims)
 
 
-def tables_run(trials: int, workers: int) -> dict:
+def tables_run(trials: int, workers: int, engine: str) -> dict:
     """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}"]
+        cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}", f"engine={engine}"]
         p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if p.returncode:
@@ -96,28 +97,36 @@ def main() -> None:
     step_flops = flops_per_step(shapes, x.numel())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM rate {rate / 1e9:.1f} GFLOP/s")
 
+    if why := kernel.unavailable():
+        sys.exit(f"bench: the fused kernel does not build here: {why}")
+    kernel.library()  # built before the clock starts (≈1 s, once per machine)
+    workers = workers_default()
     t_loop = plain_loop(start, shapes, x, y, args.epochs)
-    t_engine = engine(start, shapes, x, y, args.epochs, workers_default())
+    t_torch = engine(start, shapes, x, y, args.epochs, workers, fused=False)
+    t_fused = engine(start, shapes, x, y, args.epochs, workers, fused=True)
     floor = args.trials * args.epochs * step_flops / rate
     print(f"\n{args.trials} trials x {args.epochs} epochs, 500 points, depth 5 width 4 (training time only):")
     print(f"  (1) plain per-trial loop   {t_loop:8.2f} s")
-    print(f"  (2) compnet engine         {t_engine:8.2f} s")
-    print(f"  ratio (1)/(2)              {t_loop / t_engine:8.1f} x")
-    print(f"  arithmetic floor           {floor:8.3f} s   (the engine takes {t_engine / floor:.0f}x the floor)")
+    print(f"  (2) compnet, torch's ops   {t_torch:8.2f} s   (1)/(2) = {t_loop / t_torch:5.1f}x")
+    print(f"  (2) compnet, fused kernel  {t_fused:8.2f} s   (1)/(2) = {t_loop / t_fused:5.1f}x")
+    print(f"  arithmetic floor           {floor:8.3f} s   (fused takes {t_fused / floor:.0f}x the floor)")
     print(f"  peak memory so far         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
 
     if not args.skip_tables:
-        one = tables_run(args.trials, 1)
-        r = tables_run(args.trials, workers_default())
+        fused = tables_run(args.trials, workers, "fused")
+        one = tables_run(args.trials, 1, "fused")
+        ops = tables_run(args.trials, workers, "torch")
         # pretraining (2 methods) + raw stage (5 methods), 1000 epochs each, per target
         steps = 4 * args.trials * (2 * 1000 + 5 * 1000)
-        print(f"\n(3) Tables 1+2: {r['networks']} networks through `compnet train` (one experiment):")
-        print(f"  training (wall_seconds)    {r['training']:8.2f} s   ({workers_default()} worker threads)")
-        print(f"      same, one worker       {one['training']:8.2f} s")
-        print(f"  whole process              {r['process']:8.2f} s   (start-up, writing results, region counts)")
+        print(f"\n(3) Tables 1+2: {fused['networks']} networks through `compnet train` (one experiment):")
+        print(f"  training (wall_seconds)    {fused['training']:8.2f} s   (fused, {workers} worker threads)")
+        print(f"      fused, one worker      {one['training']:8.2f} s")
+        print(f"      torch's ops            {ops['training']:8.2f} s   ({workers} worker threads)")
+        print(f"  whole process              {fused['process']:8.2f} s   (fused; start-up, writing results, region counts)")
+        print(f"      torch's ops            {ops['process']:8.2f} s")
         floor = steps * step_flops / rate
-        print(f"  arithmetic floor           {floor:8.2f} s   (training takes {r['training'] / floor:.0f}x the floor)")
-        print(f"  peak memory                {r['peak_mib']:8.0f} MiB")
+        print(f"  arithmetic floor           {floor:8.2f} s   (fused training takes {fused['training'] / floor:.0f}x the floor)")
+        print(f"  peak memory                {fused['peak_mib']:8.0f} MiB")
 
 
 if __name__ == "__main__":

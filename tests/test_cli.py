@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from compnet import kernel
 from compnet.cli import main
 
 
@@ -31,8 +32,8 @@ SUMMARY_KEYS = {
 }
 
 
-def compnet(tmp_path, *args, ok=True):
-    p = subprocess.run([COMPNET, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+def compnet(tmp_path, *args, ok=True, env=None):
+    p = subprocess.run([COMPNET, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     if ok:
         assert p.returncode == 0, p.stderr[-3000:]
     return p
@@ -63,6 +64,7 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
     assert (trials.pieces_init == 32).all() and (trials.pieces_pretrain == 32).all()
     s = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(s)
+    assert s["settings"]["engine"] == ("torch" if kernel.unavailable() else "fused")  # engine=auto resolved
     assert (s["target"], s["init"], s["regime"], s["n_trials"]) == ("x3", "manifold", "pretrain", 3)
     assert s["min_mse"] == pytest.approx(trials.mse.min()) and s["mean_mse"] == pytest.approx(trials.mse.mean())
     losses = np.load(run / "losses.npz")
@@ -131,6 +133,20 @@ def test_bad_value_is_refused_before_any_work(tmp_path, override, needle):
     assert needle in p.stderr and "Traceback" not in p.stderr
     (run,) = run_dirs(tmp_path)
     assert {f.name for f in run.iterdir()} <= {".hydra", "train.log"}  # only Hydra's own files
+
+
+@pytest.mark.slow
+def test_engine_without_a_compiler(tmp_path):
+    """No C compiler: `engine=auto` warns and trains with torch (and says so in summary.json);
+    `engine=fused` is refused before any work, naming the reason."""
+    env = os.environ | {"CC": "no-such-cc", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    p = compnet(tmp_path, "train", "target=x3", "init=kaiming", *TINY, "plots=false", env=env)
+    assert "fused engine is unavailable" in p.stdout and "no-such-cc" in p.stdout  # the log goes to stdout
+    (run,) = run_dirs(tmp_path)
+    assert json.loads((run / "summary.json").read_text())["settings"]["engine"] == "torch"
+    p = compnet(tmp_path, "train", "target=x3", "engine=fused", *TINY, env=env, ok=False)
+    assert p.returncode == 2 and "engine=fused: the kernel does not build here" in p.stderr and "Traceback" not in p.stderr
+    assert len(run_dirs(tmp_path)) == 2 and not list(run_dirs(tmp_path)[1].glob("*.csv"))
 
 
 @pytest.mark.slow

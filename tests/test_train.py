@@ -12,10 +12,13 @@ from compnet.init import generators, random_weights
 from compnet.model import Shapes, closed_form, encode, forward, law_scales, to_sequential
 from compnet.regions import trial_regions
 from compnet.targets import get_target, train_grid
+from compnet import kernel
 from compnet.config import PEAK_CLAMP
 from compnet.train import Progress, Reparam, pretrain, train_raw
 
 f64 = torch.float64
+# every engine test runs on both engines: torch's ops, and the fused kernel where it builds
+ENGINES = ["torch", pytest.param("fused", marks=pytest.mark.skipif(kernel.unavailable() is not None, reason="no fused kernel here"))]
 
 
 def cfg_for(**kw):
@@ -56,22 +59,25 @@ def loop_pretrain(peaks: torch.Tensor, sign: float, x, y, epochs: int, lr: float
     return theta.detach(), s1.detach()
 
 
-def test_raw_stage_equals_plain_loop():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_raw_stage_equals_plain_loop(engine):
     shapes, x = Shapes(5), train_grid(64, f64)
     y = get_target("x3")(x)
     start = random_weights("kaiming", shapes, generators(0, 3), f64)
-    fit = train_raw(shapes, start, x, y.expand(3, -1), 50, 1e-3)
+    fit = train_raw(shapes, start, x, y.expand(3, -1), 50, 1e-3, fused=engine == "fused")
     ref = loop_raw(start, shapes, x, y, 50, 1e-3)
     assert (fit.params[0] - ref).abs().max() < 1e-10
     assert not fit.diverged.any()
 
 
-def test_pretraining_equals_closed_form_loop():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pretraining_equals_closed_form_loop(engine):
     x = train_grid(64, f64)
     y = get_target("x11")(x)
     peaks = 0.25 + 0.5 * torch.rand(3, 6, generator=torch.Generator().manual_seed(1), dtype=f64)
     sign = torch.full((3,), -1.0, dtype=f64)
-    fit = pretrain(Reparam(), peaks, torch.zeros(3, dtype=torch.bool), sign, x, y.expand(3, -1), 50, 1e-3)
+    free = torch.zeros(3, dtype=torch.bool)
+    fit = pretrain(Reparam(), peaks, free, sign, x, y.expand(3, -1), 50, 1e-3, fused=engine == "fused")
     for t in range(3):
         theta, s1 = loop_pretrain(peaks[t], -1.0, x, y, 50, 1e-3)
         assert (fit.params[0][t] - theta).abs().max() < 1e-10
@@ -79,11 +85,12 @@ def test_pretraining_equals_closed_form_loop():
     assert not torch.equal(fit.params[0], peaks)  # the peaks did move
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("regime", ["direct", "pretrain"])
-def test_run_equals_plain_loop_both_regimes(regime):
+def test_run_equals_plain_loop_both_regimes(regime, engine):
     """End to end through `run`: the pretrained network, freed, then trained by the plain loop."""
     init = "kaiming" if regime == "direct" else "manifold"
-    cfg = cfg_for(**{"init.name": init, "regime.name": regime, "trials": 3, "epochs": 50, "points": 64, "dtype": "float64"})
+    cfg = cfg_for(**{"init.name": init, "regime.name": regime, "trials": 3, "epochs": 50, "points": 64, "dtype": "float64", "engine": engine})
     (r,), _ = run(cfg)
     shapes, x = Shapes(5), train_grid(64, f64)
     y = get_target("x3")(x)
@@ -98,25 +105,28 @@ def test_run_equals_plain_loop_both_regimes(regime):
     assert torch.allclose(r.loss_train[-1], ((forward(shapes.split(r.final), x) - y) ** 2).mean(-1))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("init", ["kaiming", "manifold", "compositional"])
-def test_trial_independent_of_batch_size(init):
+def test_trial_independent_of_batch_size(init, engine):
     """Trial 0 alone, beside 4 others, or beside 129 (two worker threads): the same numbers, bit for bit."""
-    runs = [run(cfg_for(**{"init.name": init, "trials": T, "epochs": 30, "points": 500, "workers": 2}))[0][0] for T in (1, 5, 130)]
+    cfg = {"init.name": init, "epochs": 30, "points": 500, "workers": 2, "engine": engine}
+    runs = [run(cfg_for(**cfg, trials=T))[0][0] for T in (1, 5, 130)]
     for other in runs[1:]:
         assert torch.equal(runs[0].final[0], other.final[0])
         assert torch.equal(runs[0].loss_train[:, 0], other.loss_train[:, 0])
         assert runs[0].seeds[0] == other.seeds[0]
 
 
-def test_worker_threads_change_nothing_but_speed():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_worker_threads_change_nothing_but_speed(engine):
     """Trials split over worker threads come back in order, bit for bit equal to one batch."""
     shapes, x = Shapes(3), train_grid(40, f64)
     T = 2 * 64 + 3
     y = get_target("x3")(x).expand(T, -1)
     start = random_weights("kaiming", shapes, generators(4, T), f64)
     start[100] *= 1e300  # one diverged trial, in the second worker's slice
-    one = train_raw(shapes, start, x, y, 20, 1e-3, workers=1)
-    two = train_raw(shapes, start, x, y, 20, 1e-3, workers=2)
+    one = train_raw(shapes, start, x, y, 20, 1e-3, workers=1, fused=engine == "fused")
+    two = train_raw(shapes, start, x, y, 20, 1e-3, workers=2, fused=engine == "fused")
     assert two.diverged.nonzero().flatten().tolist() == [100] == one.diverged.nonzero().flatten().tolist()
     keep = torch.arange(T) != 100
     assert torch.equal(one.params[0][keep], two.params[0][keep])
@@ -139,27 +149,29 @@ def test_peak_methods_share_starting_peaks():
     assert ((results[0].peaks_start > 0.25) & (results[0].peaks_start < 0.75)).all()
 
 
-def test_diverged_trial_is_frozen_and_others_unaffected():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_diverged_trial_is_frozen_and_others_unaffected(engine):
     shapes, x = Shapes(3), train_grid(50)
     y = get_target("x3")(x).expand(3, -1)
     start = random_weights("kaiming", shapes, generators(0, 3))
     bad = start.clone()
     bad[1] *= 1e30  # overflows float32: an infinite loss from the first step
-    fit_ok = train_raw(shapes, start[[0, 2]], x, y[[0, 2]], 40, 1e-2)
-    fit = train_raw(shapes, bad, x, y, 40, 1e-2)
+    fit_ok = train_raw(shapes, start[[0, 2]], x, y[[0, 2]], 40, 1e-2, fused=engine == "fused")
+    fit = train_raw(shapes, bad, x, y, 40, 1e-2, fused=engine == "fused")
     assert fit.diverged.tolist() == [False, True, False]
     assert torch.equal(fit.params[0][1], bad[1])  # frozen where it stood
     assert torch.allclose(fit.params[0][[0, 2]], fit_ok.params[0], atol=1e-6, rtol=0)
     assert not math.isfinite(fit.history[-1, 1].item())
 
 
-def test_nan_mid_training_is_caught():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nan_mid_training_is_caught(engine):
     """A loss that turns NaN half way (lr so large that the weights blow up) is marked, not propagated."""
     shapes, x = Shapes(2), train_grid(20)
     y = get_target("x3")(x).expand(2, -1)
     start = random_weights("kaiming", shapes, generators(3, 2))
     start[0] *= 1e18  # finite loss at first, overflow after a step
-    fit = train_raw(shapes, start, x, y, 30, 1e18)
+    fit = train_raw(shapes, start, x, y, 30, 1e18, fused=engine == "fused")
     assert fit.diverged[0]
     assert torch.isfinite(fit.params[0][1]).all()
 

@@ -1,0 +1,158 @@
+/* Fused forward and backward pass of a batch of small ReLU MLPs under the MSE loss (compnet/kernel.py).
+
+   For trial t with layers (W_l, b_l), l = 0 … L-1, input x [N] and target y_t [N]:
+       h_0 = x,  z_l = W_l h_l + b_l,  h_{l+1} = relu(z_l) (l < L-1),  f = z_{L-1},
+       loss_t = mean_n (f_n − y_n)²,
+   and, when gradients are asked for, dloss_t/dW_l and dloss_t/db_l by backpropagation:
+       δ_{L-1} = 2 (f − y) / N,  δ_{l-1} = [h_l > 0] ⊙ W_lᵀ δ_l,  dW_l = Σ_n δ_l h_lᵀ,  db_l = Σ_n δ_l.
+
+   Why a kernel: the networks are 4 neurons wide, so torch spends a step on a few dozen memory-bound passes
+   over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (GCC/Clang
+   vector extensions, lowered to whatever SIMD the machine has), so every activation of a block stays in
+   registers or L1 and each neuron costs a handful of vector instructions. Each trial is computed on its
+   own, in a fixed order, so its numbers do not depend on the batch.
+
+   The file instantiates itself for float and double (the #include __FILE__ below). */
+
+#ifndef real
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* one block of points is one native vector (a wider one is lowered by spilling, several times slower) */
+#if defined(__AVX512F__)
+#define VBYTES 64
+#elif defined(__AVX__)
+#define VBYTES 32
+#else
+#define VBYTES 16
+#endif
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+
+#define real float
+#define NAME mlp_mse_f32
+#define IREAL int32_t
+#include __FILE__
+#undef real
+#undef NAME
+#undef IREAL
+#define real double
+#define NAME mlp_mse_f64
+#define IREAL int64_t
+#include __FILE__
+
+#else
+
+#define VEC(x) CAT(x, real) /* vec_float, forward_double, … */
+#define LANES ((int64_t)(VBYTES / sizeof(real)))
+typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
+typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
+
+/* One layer on one block: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
+   trial is still seen as diverged). Always inlined, so that the calls below with constant shapes unroll. */
+static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, const real *W, const real *B,
+                                                              const VEC(vec) *in, VEC(vec) *out, int relu)
+{
+    for (int64_t o = 0; o < no; o++) {
+        VEC(vec) z = B[o] + (VEC(vec)){0};
+        for (int64_t i = 0; i < ni; i++) z += W[o * ni + i] * in[i];
+        out[o] = relu ? (VEC(vec))(~(z < 0) & (VEC(mask))z) : z;
+    }
+}
+
+/* The same layer backwards: per-lane gradient sums aw += δ inᵀ, ab += δ, and (unless it is the first layer)
+   prev = [in > 0] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation (torch's threshold_backward). */
+static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, const real *W,
+                                                               const VEC(vec) *in, const VEC(vec) *delta,
+                                                               VEC(vec) *aw, VEC(vec) *ab, VEC(vec) *prev)
+{
+    for (int64_t o = 0; o < no; o++) {
+        ab[o] += delta[o];
+        for (int64_t i = 0; i < ni; i++) aw[o * ni + i] += delta[o] * in[i];
+    }
+    if (!prev) return;
+    for (int64_t i = 0; i < ni; i++) {
+        VEC(vec) g = {0};
+        for (int64_t o = 0; o < no; o++) g += W[o * ni + i] * delta[o];
+        prev[i] = (VEC(vec))((in[i] > 0) & (VEC(mask))g);
+    }
+}
+
+/* compnet's shapes (1→4, 4→4, 4→1) get fully unrolled copies; any other shape runs the general loops */
+#define BY_SHAPE(f, no, ni, ...)                                                                                  \
+    ((no) == 4 && (ni) == 4   ? f(4, 4, __VA_ARGS__)                                                              \
+     : (no) == 4 && (ni) == 1 ? f(4, 1, __VA_ARGS__)                                                              \
+     : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
+                              : f(no, ni, __VA_ARGS__))
+
+int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const *w, const int64_t *w_stride,
+         const real *const *b, const int64_t *b_stride, const real *x, const real *y, int64_t y_stride, real *loss,
+         real *const *gw, real *const *gb)
+{
+    typedef VEC(vec) vec;
+    typedef VEC(mask) mask;
+    int64_t width = 0, nw = 0, nb = 0, blocks = (N + LANES - 1) / LANES;
+    for (int64_t l = 0; l <= L; l++) width = dims[l] > width ? dims[l] : width;
+    for (int64_t l = 0; l < L; l++) nw += dims[l + 1] * dims[l], nb += dims[l + 1];
+    /* h: every layer's input for one block of points; acc: per-lane sums of the gradients; xs, ys: the
+       points and one trial's targets, padded to whole blocks; valid: which lanes of the last block are points */
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + nw + nb + 2 * blocks));
+    if (!h) return 1;
+    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + nw + nb, *ys = xs + blocks;
+    memset(xs, 0, VBYTES * (size_t)(2 * blocks));
+    memcpy(xs, x, sizeof(real) * (size_t)N);
+    mask valid;
+    for (int64_t v = 0; v < LANES; v++) valid[v] = (blocks - 1) * LANES + v < N ? -1 : 0;
+    for (int64_t t = 0; t < T; t++) {
+        vec sse = {0};
+        memcpy(ys, y + t * y_stride, sizeof(real) * (size_t)N);
+        memset(acc, 0, VBYTES * (size_t)(nw + nb));
+        for (int64_t k = 0; k < blocks; k++) {
+            h[0] = xs[k];
+            for (int64_t l = 0; l < L; l++)
+                BY_SHAPE(VEC(forward), dims[l + 1], dims[l], w[l] + t * w_stride[l], b[l] + t * b_stride[l],
+                         h + l * width, h + (l + 1) * width, l < L - 1);
+            vec r = h[L * width] - ys[k];
+            if (k == blocks - 1) r = (vec)((mask)r & valid); /* padding lanes of the last block */
+            sse += r * r;
+            if (!gw) continue;
+            vec *delta = d, *prev = d + width, *aw = acc + nw, *ab = acc + nw + nb;
+            delta[0] = r * ((real)2 / (real)N);
+            for (int64_t l = L - 1; l >= 0; l--) {
+                aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
+                BY_SHAPE(VEC(backward), dims[l + 1], dims[l], w[l] + t * w_stride[l], h + l * width, delta, aw, ab,
+                         l ? prev : NULL);
+                vec *swap = delta;
+                delta = prev, prev = swap;
+            }
+        }
+        double s = 0;
+        for (int v = 0; v < LANES; v++) s += sse[v];
+        loss[t] = (real)(s / (double)N);
+        if (!gw) continue;
+        const vec *a = acc;
+        for (int64_t l = 0; l < L; l++) {
+            int64_t k = dims[l + 1] * dims[l];
+            for (int64_t j = 0; j < k; j++, a++) {
+                real sum = 0;
+                for (int v = 0; v < LANES; v++) sum += (*a)[v];
+                gw[l][t * k + j] = sum;
+            }
+        }
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t j = 0; j < dims[l + 1]; j++, a++) {
+                real sum = 0;
+                for (int v = 0; v < LANES; v++) sum += (*a)[v];
+                gb[l][t * dims[l + 1] + j] = sum;
+            }
+    }
+    free(h);
+    return 0;
+}
+
+#undef VEC
+#undef LANES
+#undef BY_SHAPE
+#endif

@@ -1,0 +1,181 @@
+"""The fused C kernel against torch's ops and autograd (the reference), and its build."""
+
+import math
+
+import pytest
+import torch
+
+from compnet import kernel
+from omegaconf import OmegaConf
+
+from compnet.config import ConfigError, TrainConf, validate
+from compnet.init import generators, random_weights
+from compnet.model import Shapes, encode, forward, law_scales
+from compnet.targets import get_target, train_grid
+from compnet.train import mse
+
+f64 = torch.float64
+needs_kernel = pytest.mark.skipif(kernel.unavailable() is not None, reason=f"no fused kernel here: {kernel.unavailable()}")
+
+
+def reference(layers, x, y):
+    """torch's forward and autograd: per-trial loss and the gradient of each trial's loss."""
+    leaves = [(w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()) for w, b in layers]
+    loss = mse(forward(leaves, x), y)
+    loss.sum().backward()
+    return loss.detach(), [t.grad for layer in leaves for t in layer]
+
+
+def fused(layers, x, y):
+    leaves = [(w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()) for w, b in layers]
+    loss = kernel.mlp_mse(leaves, x, y)
+    loss.sum().backward()
+    return loss.detach(), [t.grad for layer in leaves for t in layer]
+
+
+def random_net(depth: int, width: int, T: int, dtype=f64, seed: int = 0):
+    shapes = Shapes(depth, width)
+    return shapes.split(random_weights("kaiming", shapes, generators(seed, T), dtype)), shapes
+
+
+@needs_kernel
+@pytest.mark.parametrize("depth,width", [(1, 4), (5, 4), (3, 3), (2, 7), (4, 1)])
+@pytest.mark.parametrize("points", [1, 5, 16, 37, 500])
+def test_loss_and_gradients_equal_autograd_in_float64(depth, width, points):
+    """Unrolled shapes (width 4) and the general loops (other widths), point counts below, at and off a
+    whole number of SIMD blocks."""
+    layers, _ = random_net(depth, width, 6)
+    x = train_grid(points, f64)
+    y = torch.randn(6, points, generator=torch.Generator().manual_seed(1), dtype=f64)
+    loss, grads = fused(layers, x, y)
+    ref_loss, ref_grads = reference(layers, x, y)
+    assert (loss - ref_loss).abs().max() < 1e-14
+    for g, r in zip(grads, ref_grads):
+        assert (g - r).abs().max() < 1e-13
+
+
+@needs_kernel
+def test_float32_agrees_to_rounding():
+    layers, _ = random_net(5, 4, 30, torch.float32)
+    x = train_grid(500)
+    y = get_target("x11")(x).expand(30, -1)  # one target row shared by every trial (stride 0)
+    loss, grads = fused(layers, x, y)
+    ref_loss, ref_grads = reference(layers, x, y)
+    assert torch.allclose(loss, ref_loss, rtol=1e-5, atol=0)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, rtol=1e-4, atol=1e-6)
+
+
+@needs_kernel
+def test_encoded_network_through_the_peaks():
+    """Pretraining's layers (views with gaps between trials, one bias tensor shared by hidden layers):
+    the gradient reaches the peaks and scales as autograd's does."""
+    peaks = (0.25 + 0.5 * torch.rand(4, 6, generator=torch.Generator().manual_seed(2), dtype=f64)).requires_grad_()
+    x = train_grid(100, f64)
+    y = get_target("x3")(x).expand(4, -1)
+    sign = torch.full((4,), -1.0, dtype=f64)
+    grads = []
+    for loss_fn in (lambda ls: kernel.mlp_mse(ls, x, y), lambda ls: mse(forward(ls, x), y)):
+        peaks.grad = None
+        loss_fn(encode(peaks, law_scales(peaks), sign)).sum().backward()
+        grads.append(peaks.grad.clone())
+    assert (grads[0] - grads[1]).abs().max() < 1e-12
+    assert grads[0].abs().min() > 0
+
+
+@needs_kernel
+def test_trial_does_not_depend_on_its_batch():
+    layers, _ = random_net(5, 4, 7, torch.float32)
+    x = train_grid(500)
+    y = get_target("x3")(x).expand(7, -1)
+    loss, grads = fused(layers, x, y)
+    one_loss, one_grads = fused([(w[3:4], b[3:4]) for w, b in layers], x, y[3:4])
+    assert torch.equal(loss[3:4], one_loss)
+    for g, g1 in zip(grads, one_grads):
+        assert torch.equal(g[3:4], g1)
+
+
+@needs_kernel
+def test_nan_stays_in_its_trial():
+    """A NaN weight makes that trial's loss NaN (as torch's relu keeps NaN), and no other trial's."""
+    layers, _ = random_net(3, 4, 3, torch.float32)
+    layers[1][0][1, 2, 0] = math.nan
+    x = train_grid(50)
+    y = get_target("x3")(x).expand(3, -1)
+    loss = kernel.mlp_mse(layers, x, y)
+    assert torch.isnan(loss[1]) and torch.isfinite(loss[[0, 2]]).all()
+    assert torch.equal(loss[[0, 2]], kernel.mlp_mse([(w[[0, 2]], b[[0, 2]]) for w, b in layers], x, y[[0, 2]]))
+
+
+@needs_kernel
+def test_without_gradients_the_same_loss():
+    layers, _ = random_net(5, 4, 5)
+    x = train_grid(64, f64)
+    y = get_target("sin")(x).expand(5, -1)
+    with torch.no_grad():
+        plain = kernel.mlp_mse(layers, x, y)
+    assert torch.equal(plain, fused(layers, x, y)[0])
+
+
+def test_mixed_dtypes_are_refused():
+    if kernel.unavailable():
+        pytest.skip(kernel.unavailable())
+    layers, _ = random_net(2, 4, 2, torch.float32)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        kernel.mlp_mse(layers, train_grid(10, f64), torch.zeros(2, 10, dtype=f64))
+
+
+@pytest.fixture
+def no_compiler(monkeypatch, tmp_path):
+    """A machine whose C compiler is missing, with an empty kernel cache."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kernel.library.cache_clear()
+    yield
+    kernel.library.cache_clear()
+
+
+def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler):
+    def cfg_for(engine: str):
+        cfg = OmegaConf.structured(TrainConf)
+        cfg.target.name, cfg.init.name, cfg.regime.name, cfg.experiment.name = "x3", "manifold", "auto", "none"
+        cfg.engine = engine
+        return cfg
+
+    why = kernel.unavailable()
+    assert why is not None and "no-such-cc" in why
+    assert kernel.resolve("auto") == "torch" and kernel.resolve("torch") == "torch"
+    validate(cfg_for(engine="auto"))  # falls back: no error
+    with pytest.raises(ConfigError, match="engine=fused: the kernel does not build here.*no-such-cc"):
+        validate(cfg_for(engine="fused"))
+
+
+def test_broken_source_is_reported_with_the_compilers_message(monkeypatch, tmp_path):
+    if kernel.unavailable():
+        pytest.skip(kernel.unavailable())
+    bad = tmp_path / "kernel.c"
+    bad.write_text("this is not C;\n")
+    monkeypatch.setattr(kernel, "SOURCE", bad)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kernel.library.cache_clear()
+    try:
+        assert "could not compile kernel.c" in kernel.unavailable() and "error" in kernel.unavailable()
+        assert not list((tmp_path / "cache" / "compnet").glob("*"))  # no half-built file left behind
+    finally:
+        kernel.library.cache_clear()
+
+
+@needs_kernel
+def test_builds_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel.library.cache_clear()
+    try:
+        kernel.library()
+        built = list((tmp_path / "compnet").glob("kernel-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        kernel.library.cache_clear()
+        kernel.library()  # a new process: finds the cached build
+        assert built[0].stat().st_mtime_ns == stamp and len(list((tmp_path / "compnet").iterdir())) == 1
+    finally:
+        kernel.library.cache_clear()
