@@ -97,12 +97,15 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
     for (int64_t l = 0; l <= L; l++) width = dims[l] > width ? dims[l] : width;
     for (int64_t l = 0; l < L; l++) nw += dims[l + 1] * dims[l], nb += dims[l + 1];
     /* h: every layer's input for one block of points; acc: per-lane sums of the gradients; xs, ys: the
-       points and one trial's targets, padded to whole blocks; valid: which lanes of the last block are points */
+       points and one trial's targets, padded to whole blocks; valid: which lanes of the last block are points.
+       Padding lanes repeat the last point, so their activations are finite wherever the real ones are and
+       their zeroed residual adds exactly nothing to the gradient sums (0 · inf would be NaN). */
     vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + nw + nb + 2 * blocks));
     if (!h) return 1;
     vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + nw + nb, *ys = xs + blocks;
     memset(xs, 0, VBYTES * (size_t)(2 * blocks));
     memcpy(xs, x, sizeof(real) * (size_t)N);
+    for (int64_t p = N; p < blocks * LANES; p++) ((real *)xs)[p] = x[N - 1];
     mask valid;
     for (int64_t v = 0; v < LANES; v++) valid[v] = (blocks - 1) * LANES + v < N ? -1 : 0;
     for (int64_t t = 0; t < T; t++) {

@@ -2,9 +2,9 @@
 
 For every trial t, loss_t = mean_n (f_t(x_n) − y_tn)² with f_t the plain MLP of `model.forward`, and, in the
 backward pass, dloss_t/dW_l and dloss_t/db_l: the same numbers as `mse(forward(layers, x), y)` and its
-autograd backward up to rounding (float64: ≤ 1e-15 apart; the sums run in another order). torch needs a
+autograd backward up to rounding (float64: a few 1e-16 apart; the sums run in another order). torch needs a
 few dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks
-of one SIMD vector and keeps a block's activations in registers (make bench: ≈4× faster per step).
+of one SIMD vector and keeps a block's activations in registers (forward and backward ≈4× faster).
 
 kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with -O3 -march=native
 and cached in `$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the
@@ -19,11 +19,13 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from compnet.model import Layer
 
@@ -37,11 +39,12 @@ class KernelUnavailable(RuntimeError):
 
 
 def _cpu() -> str:
-    """What -march=native depends on: the CPU's model and feature flags where Linux tells them."""
+    """What -march=native depends on: the CPU's model and feature flags where Linux tells them (elsewhere
+    the host's name too, so that a cache shared between machines never mixes their builds)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.machine() + platform.processor()
+        return platform.machine() + platform.processor() + platform.node()
     return "".join(sorted({ln for ln in info.splitlines() if ln.startswith(("model name", "flags", "Features"))}))
 
 
@@ -49,31 +52,40 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compnet"
 
 
-@functools.cache  # once per process: the answer cannot change while it runs
-def library() -> ctypes.CDLL:
-    """The compiled kernel, built on first use; raises KernelUnavailable with the compiler's complaint."""
-    cc = os.environ.get("CC", "cc")
+def _build(cc: list[str], path: Path) -> None:
+    """Compile kernel.c to `path`: with -march=native, else (a compiler that rejects it) without."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # build beside the target and rename: a second process building at the same time never sees half a file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise KernelUnavailable(f"no working C compiler ({cc!r}: {e})") from None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(), _cpu().encode()]))
-    path = _cache_dir() / f"kernel-{key.hexdigest()[:16]}.so"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # build beside the target and rename: a second process building at the same time never sees half a file
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        p = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
-        if p.returncode:
+        errors = []
+        for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):
+            p = subprocess.run([*cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
+            if p.returncode == 0:
+                os.replace(tmp, path)
+                return
+            errors.append(p.stderr.strip())
+        raise KernelUnavailable(f"{' '.join(cc)} could not compile {SOURCE.name}:\n{errors[0]}")
+    finally:
+        if os.path.exists(tmp):
             os.unlink(tmp)
-            raise KernelUnavailable(f"{cc} could not compile {SOURCE.name}:\n{p.stderr.strip()}")
-        os.replace(tmp, path)
+
+
+def _load() -> ctypes.CDLL:
+    cc = shlex.split(os.environ.get("CC") or "cc")  # CC may carry arguments ("ccache gcc")
     try:
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise KernelUnavailable(f"no working C compiler ({' '.join(cc)!r}: {e})") from None
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu().encode()]))
+    path = _cache_dir() / f"kernel-{key.hexdigest()[:16]}.so"
+    try:
+        if not path.exists():
+            _build(cc, path)
         lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        raise KernelUnavailable(f"could not load {path}: {e}") from None
+    except OSError as e:  # an unwritable or full cache, a broken file
+        raise KernelUnavailable(f"could not build or load {path}: {e}") from None
     i64, ptr, ptrs = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
     for name in _FN.values():
         fn = getattr(lib, name)
@@ -82,13 +94,26 @@ def library() -> ctypes.CDLL:
     return lib
 
 
-def unavailable() -> str | None:
-    """Why the fused engine cannot run here, or None when it can."""
+@functools.cache  # once per process, failure included: every caller gets the same answer
+def _outcome() -> ctypes.CDLL | str:
     try:
-        library()
+        return _load()
     except KernelUnavailable as e:
         return str(e)
-    return None
+
+
+def library() -> ctypes.CDLL:
+    """The compiled kernel, built on first use; raises KernelUnavailable with the reason it cannot be."""
+    lib = _outcome()
+    if isinstance(lib, str):
+        raise KernelUnavailable(lib)
+    return lib
+
+
+def unavailable() -> str | None:
+    """Why the fused engine cannot run here, or None when it can."""
+    lib = _outcome()
+    return lib if isinstance(lib, str) else None
 
 
 def resolve(engine: str) -> str:
@@ -103,16 +128,27 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 
 def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    if any(w.dim() != 3 or b.dim() != 2 for w, b in layers):
+        raise ValueError("the fused engine takes layers of weights [T, out, in] and biases [T, out]")
     w, b = [_rows(w) for w, _ in layers], [_rows(b) for _, b in layers]
+    T, N, L = w[0].shape[0], x.shape[-1], len(layers)
+    dims = [w[0].shape[2]] + [t.shape[1] for t in w]
+    # the C code trusts every shape and pointer: check here what torch's ops would have refused or broadcast
+    if x.dim() != 1 or dims[0] != 1 or dims[-1] != 1:
+        raise ValueError(f"the fused engine takes x [N] and a network from 1 input to 1 output, got x {tuple(x.shape)}, widths {dims}")
+    for l, (wl, bl) in enumerate(zip(w, b)):
+        if wl.shape != (T, dims[l + 1], dims[l]) or bl.shape != (T, dims[l + 1]):
+            raise ValueError(f"layer {l}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials")
+    y = y.expand(T, N)  # broadcasts as `mse` would (a shared row costs nothing: stride 0)
     x, y = x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
-    if x.dtype not in _FN or any(t.dtype != x.dtype for t in (y, *w, *b)):
-        raise TypeError(f"the fused engine takes float32 or float64 throughout, got x {x.dtype}")
-    T, L = w[0].shape[0], len(layers)
+    tensors = (x, y, *w, *b)
+    if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in tensors):
+        raise TypeError(f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}")
     loss = torch.empty(T, dtype=x.dtype)
     gw, gb = ([torch.empty_like(t, memory_format=torch.contiguous_format) for t in ts] for ts in (w, b)) if grads else ([], [])
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     rc = getattr(library(), _FN[x.dtype])(
-        T, x.shape[0], L, _array(i64, [w[0].shape[2]] + [t.shape[1] for t in w]),
+        T, N, L, _array(i64, dims),
         _array(ptr, [t.data_ptr() for t in w]), _array(i64, [t.stride(0) for t in w]),
         _array(ptr, [t.data_ptr() for t in b]), _array(i64, [t.stride(0) for t in b]),
         x.data_ptr(), y.data_ptr(), y.stride(0), loss.data_ptr(),
@@ -136,6 +172,7 @@ class _MlpMse(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable  # the kernel's gradient is not itself differentiable
     def backward(ctx, g: torch.Tensor):
         return (None, None, *(g.view(-1, *[1] * (d.dim() - 1)) * d for d in ctx.saved_tensors))
 
@@ -144,6 +181,8 @@ def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     """Per-trial MSE [T] of the batched MLP `layers` on x [N] against y [T, N], differentiable in the layers.
 
     The C call releases the GIL, so `train.chunked`'s worker threads run their slices side by side."""
+    if y.requires_grad:
+        raise ValueError("the fused engine differentiates in the weights only; y must not require grad")
     if torch.is_grad_enabled() and any(t.requires_grad for layer in layers for t in layer):
         return _MlpMse.apply(x, y, *(t for layer in layers for t in layer))
     return _call(layers, x, y, False)[0]

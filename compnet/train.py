@@ -251,7 +251,6 @@ def pretrain(
 ) -> Fit:
     """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
 
-
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg = free[sl], sign[sl]
         loss = lambda p: batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)  # noqa: E731

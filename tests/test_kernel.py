@@ -1,6 +1,8 @@
 """The fused C kernel against torch's ops and autograd (the reference), and its build."""
 
 import math
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -117,22 +119,73 @@ def test_without_gradients_the_same_loss():
     assert torch.equal(plain, fused(layers, x, y)[0])
 
 
-def test_mixed_dtypes_are_refused():
-    if kernel.unavailable():
-        pytest.skip(kernel.unavailable())
-    layers, _ = random_net(2, 4, 2, torch.float32)
+@needs_kernel
+def test_weighted_losses_scale_the_gradient():
+    """backward multiplies each trial's gradient by its upstream weight (Adam only ever sends 0 or 1)."""
+    layers, _ = random_net(3, 4, 4)
+    x = train_grid(30, f64)
+    y = get_target("x3")(x)
+    weights = torch.tensor([0.5, -2.0, 0.0, 3.0], dtype=f64)
+    grads = []
+    for loss_fn in (kernel.mlp_mse, lambda ls, x, y: mse(forward(ls, x), y)):
+        leaves = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in layers]
+        (loss_fn(leaves, x, y) * weights).sum().backward()
+        grads.append([t.grad for layer in leaves for t in layer])
+    for g, r in zip(*grads):
+        assert (g - r).abs().max() < 1e-13
+    assert grads[0][0][2].abs().max() == 0 and grads[0][0][3].abs().max() > 0
+
+
+@needs_kernel
+def test_padding_points_add_nothing_not_even_nan():
+    """Points that overflow only where the last SIMD block is padded (here: x = 0, not a training point)
+    must not turn a finite gradient into NaN."""
+    # h1 = relu(1e308 (1 − x)), h2 = relu(10 h1): 0 at the points, inf at x = 0; f = h2 + 1
+    w = [torch.tensor([[[v]]], dtype=f64) for v in (-1e308, 10.0, 1.0)]
+    b = [torch.tensor([[v]], dtype=f64) for v in (1e308, 0.0, 1.0)]
+    x = torch.tensor([1.0, 1.5, 2.0], dtype=f64)
+    layers = list(zip(w, b))
+    loss, grads = fused(layers, x, torch.zeros(1, 3, dtype=f64))
+    ref_loss, ref_grads = reference(layers, x, torch.zeros(1, 3, dtype=f64))
+    assert torch.equal(loss, ref_loss)
+    for g, r in zip(grads, ref_grads):
+        assert torch.equal(g, r)
+
+
+@needs_kernel
+def test_what_torch_would_broadcast_or_refuse():
+    layers, _ = random_net(2, 4, 3)
+    x = train_grid(9, f64)
+    y = torch.randn(9, dtype=f64)
+    assert torch.equal(kernel.mlp_mse(layers, x, y), kernel.mlp_mse(layers, x, y.expand(3, 9)))  # [N] broadcasts
+    assert torch.equal(kernel.mlp_mse(layers, x, y[None]), kernel.mlp_mse(layers, x, y.expand(3, 9)))
+    with pytest.raises(RuntimeError):
+        kernel.mlp_mse(layers, x, torch.zeros(3, 4, dtype=f64))  # too few targets
+    with pytest.raises(ValueError, match="do not chain for 3 trials"):
+        kernel.mlp_mse([layers[0], (layers[1][0][:1], layers[1][1][:1]), layers[2]], x, y)
+    with pytest.raises(ValueError, match="1 input to 1 output"):
+        kernel.mlp_mse(layers[1:], x, y)
+    with pytest.raises(ValueError, match="1 input to 1 output"):
+        kernel.mlp_mse(layers, x[None], y)
     with pytest.raises(TypeError, match="float32 or float64"):
-        kernel.mlp_mse(layers, train_grid(10, f64), torch.zeros(2, 10, dtype=f64))
+        kernel.mlp_mse([(w.float(), b.float()) for w, b in layers], x, y)
+    with pytest.raises(ValueError, match="weights only"):
+        kernel.mlp_mse(layers, x, y.clone().requires_grad_())
 
 
 @pytest.fixture
-def no_compiler(monkeypatch, tmp_path):
-    """A machine whose C compiler is missing, with an empty kernel cache."""
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+def fresh(monkeypatch, tmp_path):
+    """A new process's view of the kernel, with an empty cache under tmp_path."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    kernel.library.cache_clear()
-    yield
-    kernel.library.cache_clear()
+    kernel._outcome.cache_clear()
+    yield tmp_path / "cache" / "compnet"
+    kernel._outcome.cache_clear()
+
+
+@pytest.fixture
+def no_compiler(monkeypatch, fresh, tmp_path):
+    """A machine whose C compiler is missing."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
 
 
 def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler):
@@ -150,32 +203,41 @@ def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler):
         validate(cfg_for(engine="fused"))
 
 
-def test_broken_source_is_reported_with_the_compilers_message(monkeypatch, tmp_path):
-    if kernel.unavailable():
-        pytest.skip(kernel.unavailable())
+def test_broken_source_is_reported_once_with_the_compilers_message(monkeypatch, tmp_path, fresh):
+    if shutil.which("cc") is None:
+        pytest.skip("no cc here")
     bad = tmp_path / "kernel.c"
     bad.write_text("this is not C;\n")
     monkeypatch.setattr(kernel, "SOURCE", bad)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    kernel.library.cache_clear()
-    try:
-        assert "could not compile kernel.c" in kernel.unavailable() and "error" in kernel.unavailable()
-        assert not list((tmp_path / "cache" / "compnet").glob("*"))  # no half-built file left behind
-    finally:
-        kernel.library.cache_clear()
+    calls = []
+    run = subprocess.run
+    monkeypatch.setattr(kernel.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or run(cmd, **kw))
+    why = kernel.unavailable()
+    assert "could not compile kernel.c" in why and "error" in why
+    assert kernel.unavailable() == why and kernel.resolve("auto") == "torch"
+    assert len(calls) == 3  # --version, then with and without -march=native; never again in this process
+    assert not list(fresh.glob("*"))  # no half-built file left behind
+
+
+def test_an_unwritable_cache_falls_back_to_torch(monkeypatch, fresh):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # not a directory, whoever runs the tests
+    why = kernel.unavailable()
+    assert why is not None and "/dev/null/cache" in why
+    assert kernel.resolve("auto") == "torch"
 
 
 @needs_kernel
-def test_builds_once_into_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    kernel.library.cache_clear()
-    try:
-        kernel.library()
-        built = list((tmp_path / "compnet").glob("kernel-*.so"))
-        assert len(built) == 1
-        stamp = built[0].stat().st_mtime_ns
-        kernel.library.cache_clear()
-        kernel.library()  # a new process: finds the cached build
-        assert built[0].stat().st_mtime_ns == stamp and len(list((tmp_path / "compnet").iterdir())) == 1
-    finally:
-        kernel.library.cache_clear()
+def test_cc_may_carry_arguments(monkeypatch, fresh):
+    monkeypatch.setenv("CC", "cc -O2")  # as in CC="ccache gcc"
+    assert kernel.unavailable() is None
+
+
+@needs_kernel
+def test_builds_once_into_the_cache(fresh):
+    kernel.library()
+    built = list(fresh.glob("kernel-*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    kernel._outcome.cache_clear()
+    kernel.library()  # a new process: finds the cached build
+    assert built[0].stat().st_mtime_ns == stamp and len(list(fresh.iterdir())) == 1
