@@ -12,10 +12,12 @@ Two stages (METHOD.md §4):
 Peaks stay in (0, 1) by a clamp to [0.01, 0.99] in the forward pass (zero gradient outside) or by
 a = sigmoid(θ).
 
-Speed (see scripts/bench.py): the networks are tiny, so a step is a few dozen memory-bound tensor ops.
-Trials are split into one chunk per core, each trained by its own thread with one intra-op thread (the
-ops are too small for torch's intra-op threads to pay), and glibc is told to keep freed memory instead of
-handing it back to the kernel, which otherwise zero-fills fresh pages for every large tensor of every step.
+Speed (see scripts/bench.py): the networks are tiny, so with torch's ops a step is a few dozen memory-bound
+tensor ops; the fused engine (`kernel.py`) does the forward and backward pass in one C call instead, and
+torch keeps the rest (the encoding, Adam). Trials are split into one chunk per core, each trained by its
+own thread with one intra-op thread (the ops are too small for torch's intra-op threads to pay; the C call
+releases the GIL), and glibc is told to keep freed memory instead of handing it back to the kernel, which
+otherwise zero-fills fresh pages for every large tensor of every step.
 """
 
 from __future__ import annotations
@@ -163,9 +165,10 @@ def keep_freed_memory() -> None:
 
 
 def alone(pair: Fit) -> Fit:
-    """A single trial is trained beside a copy of itself, then the copy dropped: a batch of one takes BLAS's
-    matrix-vector path, whose sums round differently, and trial i would not be bit for bit what it is in
-    any larger batch (where its numbers do not depend on the batch size)."""
+    """A single trial is trained beside a copy of itself, then the copy dropped: with torch's ops a batch of
+    one takes BLAS's matrix-vector path, whose sums round differently, and trial i would not be bit for bit
+    what it is in any larger batch (where its numbers do not depend on the batch size). The fused kernel
+    needs no such care; the copy costs it one trial's work."""
     return Fit([p[:1] for p in pair.params], pair.history[:, :1], pair.diverged[:1])
 
 
