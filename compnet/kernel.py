@@ -127,7 +127,9 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if inner.is_contiguous() else t.contiguous()
 
 
-def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _call(
+    layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: bool, out: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     if any(w.dim() != 3 or b.dim() != 2 for w, b in layers):
         raise ValueError("the fused engine takes layers of weights [T, out, in] and biases [T, out]")
     w, b = [_rows(w) for w, _ in layers], [_rows(b) for _, b in layers]
@@ -145,7 +147,15 @@ def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: bool) ->
     if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in tensors):
         raise TypeError(f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}")
     loss = torch.empty(T, dtype=x.dtype)
-    gw, gb = ([torch.empty_like(t, memory_format=torch.contiguous_format) for t in ts] for ts in (w, b)) if grads else ([], [])
+    if out is not None:
+        gw, gb = out[::2], out[1::2]
+        if any(g.shape != t.shape or g.dtype != t.dtype or not g.is_contiguous() for g, t in zip(out, (t for pair in zip(w, b) for t in pair))):
+            raise ValueError("gradients go into contiguous tensors of the weights' shapes and dtype")
+    elif grads:
+        gw, gb = ([torch.empty_like(t, memory_format=torch.contiguous_format) for t in ts] for ts in (w, b))
+    else:
+        gw, gb = [], []
+    grads = grads or out is not None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     rc = getattr(library(), _FN[x.dtype])(
         T, N, L, _array(i64, dims),
@@ -186,3 +196,9 @@ def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     if torch.is_grad_enabled() and any(t.requires_grad for layer in layers for t in layer):
         return _MlpMse.apply(x, y, *(t for layer in layers for t in layer))
     return _call(layers, x, y, False)[0]
+
+
+def mlp_mse_into(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
+    """Per-trial MSE [T], writing dloss_t/dW_l, dloss_t/db_l into `grads` ([w_1, b_1, w_2, …], contiguous)
+    without autograd: the raw-weight stage's gradients go straight into Adam's buffer."""
+    return _call([(w.detach(), b.detach()) for w, b in layers], x, y, True, grads)[0]

@@ -84,11 +84,12 @@ def adam(
     alive = torch.ones(T, dtype=torch.bool)
     keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
     for step in range(1, epochs + 1):
-        grad.zero_()
         loss = loss_fn(leaves)
         history[step - 1] = loss.detach()
         alive &= torch.isfinite(loss.detach())
-        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
+        if loss.requires_grad:  # else loss_fn wrote the gradients itself (the fused raw stage)
+            grad.zero_()
+            torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
         bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
         with torch.no_grad():
             if int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
@@ -276,7 +277,11 @@ def train_raw(
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
-        fit = adam(tensors, lambda p: batch_mse(_pairs(p), x, y[sl], fused), epochs, lr, report=report)
+        if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
+            loss = lambda p: kernel.mlp_mse_into(_pairs(p), x, y[sl], [t.grad for t in p])  # noqa: E731
+        else:
+            loss = lambda p: mse(forward(_pairs(p), x), y[sl])  # noqa: E731
+        fit = adam(tensors, loss, epochs, lr, report=report)
         return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
 
     return chunked(fit, flat.shape[0], workers, "train", epochs)

@@ -57,6 +57,22 @@ def test_loss_and_gradients_equal_autograd_in_float64(depth, width, points):
 
 
 @needs_kernel
+def test_gradients_written_in_place_equal_autograd():
+    """The raw stage's path: no autograd, the gradients written into given tensors (Adam's buffer)."""
+    layers, _ = random_net(5, 4, 6)
+    x = train_grid(37, f64)
+    y = get_target("x11")(x)
+    out = [torch.full_like(t, math.nan) for layer in layers for t in layer]  # every entry must be written
+    loss = kernel.mlp_mse_into(layers, x, y, out)
+    ref_loss, ref_grads = reference(layers, x, y.expand(6, -1))
+    assert (loss - ref_loss).abs().max() < 1e-14 and not loss.requires_grad
+    for g, r in zip(out, ref_grads):
+        assert (g - r).abs().max() < 1e-13
+    with pytest.raises(ValueError, match="contiguous tensors of the weights' shapes"):
+        kernel.mlp_mse_into(layers, x, y, [torch.empty(t.shape[::-1], dtype=f64).transpose(0, -1) for t in out])
+
+
+@needs_kernel
 def test_float32_agrees_to_rounding():
     layers, _ = random_net(5, 4, 30, torch.float32)
     x = train_grid(500)
