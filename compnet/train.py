@@ -62,7 +62,8 @@ def adam(
     eps: float = 1e-8,
     report: Report | None = None,
 ) -> Fit:
-    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T].
+    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T], either with
+    autograd history or, having written d loss_t / d params into the leaves' `.grad` itself, without.
 
     All parameters live in one flat buffer and their gradients in another (parameter after parameter,
     each [T, ...] block contiguous), so an update is a few ops over one tensor however many parameters
