@@ -117,7 +117,7 @@ def _train(cfg) -> None:
 
     out = _output_dir()
     if cfg.engine == "auto" and (why := kernel.unavailable()):
-        log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.5× slower): %s", why)
+        log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
     results, wall = run(cfg)
     single = len(results) == 1 and not cfg.experiment.methods and not cfg.experiment.targets
     metric = "test_mse" if cfg.test_points else "mse"  # what the table shows: held-out MSE where there is one
