@@ -236,6 +236,8 @@ def test_broken_source_is_reported_once_with_the_compilers_message(monkeypatch, 
 
 
 def test_an_unwritable_cache_falls_back_to_torch(monkeypatch, fresh):
+    if shutil.which("cc") is None:
+        pytest.skip("no cc here: the kernel is unavailable for another reason")
     monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # not a directory, whoever runs the tests
     why = kernel.unavailable()
     assert why is not None and "/dev/null/cache" in why
