@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
-from compnet.model import Layer
+from compnet.model import Layer, layer_pairs, layer_tensors
 
 SOURCE = Path(__file__).with_name("kernel.c")
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11"]
@@ -127,9 +127,9 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if inner.is_contiguous() else t.contiguous()
 
 
-def _call(
-    layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: bool, out: list[torch.Tensor] | None = None
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor] | None) -> torch.Tensor:
+    """Per-trial loss [T]; with `grads` ([w_1, b_1, w_2, …], contiguous, the layers' shapes) also
+    dloss_t/dW_l and dloss_t/db_l, written into them."""
     if any(w.dim() != 3 or b.dim() != 2 for w, b in layers):
         raise ValueError("the fused engine takes layers of weights [T, out, in] and biases [T, out]")
     w, b = [_rows(w) for w, _ in layers], [_rows(b) for _, b in layers]
@@ -143,31 +143,25 @@ def _call(
             raise ValueError(f"layer {l}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials")
     y = y.expand(T, N)  # broadcasts as `mse` would (a shared row costs nothing: stride 0)
     x, y = x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
-    tensors = (x, y, *w, *b)
-    if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in tensors):
+    if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in (x, y, *w, *b)):
         raise TypeError(f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}")
+    if grads is not None and any(
+        g.shape != t.shape or g.dtype != t.dtype or not g.is_contiguous() for g, t in zip(grads, layer_tensors(layers))
+    ):
+        raise ValueError("gradients go into contiguous tensors of the weights' shapes and dtype")
     loss = torch.empty(T, dtype=x.dtype)
-    if out is not None:
-        gw, gb = out[::2], out[1::2]
-        if any(g.shape != t.shape or g.dtype != t.dtype or not g.is_contiguous() for g, t in zip(out, (t for pair in zip(w, b) for t in pair))):
-            raise ValueError("gradients go into contiguous tensors of the weights' shapes and dtype")
-    elif grads:
-        gw, gb = ([torch.empty_like(t, memory_format=torch.contiguous_format) for t in ts] for ts in (w, b))
-    else:
-        gw, gb = [], []
-    grads = grads or out is not None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     rc = getattr(library(), _FN[x.dtype])(
         T, N, L, _array(i64, dims),
         _array(ptr, [t.data_ptr() for t in w]), _array(i64, [t.stride(0) for t in w]),
         _array(ptr, [t.data_ptr() for t in b]), _array(i64, [t.stride(0) for t in b]),
         x.data_ptr(), y.data_ptr(), y.stride(0), loss.data_ptr(),
-        _array(ptr, [t.data_ptr() for t in gw]) if grads else None,
-        _array(ptr, [t.data_ptr() for t in gb]) if grads else None,
+        None if grads is None else _array(ptr, [g.data_ptr() for g in grads[::2]]),
+        None if grads is None else _array(ptr, [g.data_ptr() for g in grads[1::2]]),
     )  # fmt: skip
     if rc:
         raise MemoryError("the fused kernel could not allocate its scratch memory")
-    return loss, [g for pair in zip(gw, gb) for g in pair]
+    return loss
 
 
 def _array(ctype, values: list):
@@ -177,7 +171,8 @@ def _array(ctype, values: list):
 class _MlpMse(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
-        loss, grads = _call(list(zip(tensors[::2], tensors[1::2])), x, y, True)
+        grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in tensors]
+        loss = _call(layer_pairs(list(tensors)), x, y, grads)
         ctx.save_for_backward(*grads)
         return loss
 
@@ -193,12 +188,13 @@ def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     The C call releases the GIL, so `train.chunked`'s worker threads run their slices side by side."""
     if y.requires_grad:
         raise ValueError("the fused engine differentiates in the weights only; y must not require grad")
-    if torch.is_grad_enabled() and any(t.requires_grad for layer in layers for t in layer):
-        return _MlpMse.apply(x, y, *(t for layer in layers for t in layer))
-    return _call(layers, x, y, False)[0]
+    tensors = layer_tensors(layers)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _MlpMse.apply(x, y, *tensors)
+    return _call(layers, x, y, None)
 
 
 def mlp_mse_into(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
     """Per-trial MSE [T], writing dloss_t/dW_l, dloss_t/db_l into `grads` ([w_1, b_1, w_2, …], contiguous)
     without autograd: the raw-weight stage's gradients go straight into Adam's buffer."""
-    return _call([(w.detach(), b.detach()) for w, b in layers], x, y, True, grads)[0]
+    return _call(layers, x, y, grads)

@@ -28,6 +28,17 @@ from torch import nn
 Layer = tuple[torch.Tensor, torch.Tensor]  # weight [T, out, in], bias [T, out]
 
 
+def layer_tensors(layers: list[Layer]) -> list[torch.Tensor]:
+    """[(w_1, b_1), (w_2, b_2), …] → [w_1, b_1, w_2, …]: the order in which Adam and the fused kernel
+    take a network's parameters and gradients."""
+    return [t for layer in layers for t in layer]
+
+
+def layer_pairs(tensors: list[torch.Tensor]) -> list[Layer]:
+    """[w_1, b_1, w_2, …] → [(w_1, b_1), (w_2, b_2), …], the inverse of `layer_tensors`."""
+    return list(zip(tensors[::2], tensors[1::2]))
+
+
 def triangle(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= a, x / a, (1 - x) / (1 - a))
 

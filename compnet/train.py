@@ -36,7 +36,7 @@ import torch
 
 from compnet import kernel
 from compnet.config import PEAK_CLAMP
-from compnet.model import Layer, Shapes, encode, forward, law_scales
+from compnet.model import Layer, Shapes, encode, forward, law_scales, layer_pairs, layer_tensors
 
 # Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
 # brings (make bench: 30 trials train faster on one worker).
@@ -277,20 +277,14 @@ def train_raw(
     """Adam on the raw weights, all packed in one [T, P] tensor."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
-        tensors = [t for layer in shapes.split(flat[sl]) for t in layer]
         if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
-            loss = lambda p: kernel.mlp_mse_into(_pairs(p), x, y[sl], [t.grad for t in p])  # noqa: E731
+            loss = lambda p: kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p])  # noqa: E731
         else:
-            loss = lambda p: mse(forward(_pairs(p), x), y[sl])  # noqa: E731
-        fit = adam(tensors, loss, epochs, lr, report=report)
-        return Fit([Shapes.join(_pairs(fit.params))], fit.history, fit.diverged)
+            loss = lambda p: batch_mse(layer_pairs(p), x, y[sl], fused=False)  # noqa: E731
+        fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report)
+        return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged)
 
     return chunked(fit, flat.shape[0], workers, "train", epochs)
-
-
-def _pairs(tensors: list[torch.Tensor]) -> list[Layer]:
-    """[w_1, b_1, w_2, b_2, …] → [(w_1, b_1), …]: adam takes a flat list, forward takes layers."""
-    return list(zip(tensors[::2], tensors[1::2]))
 
 
 class Stopwatch:

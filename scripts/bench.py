@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from common import COMPNET
 
+from compnet import kernel
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, to_sequential
 from compnet.targets import get_target, train_grid
-from compnet import kernel
 from compnet.train import train_raw, workers_default
 
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from compnet.config import ConfigError, TrainConf, validate
 from compnet.init import generators, random_weights
-from compnet.model import Shapes, encode, forward, law_scales
+from compnet.model import Shapes, encode, forward, law_scales, layer_tensors
 from compnet.targets import get_target, train_grid
 from compnet.train import mse
 
@@ -25,14 +25,14 @@ def reference(layers, x, y):
     leaves = [(w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()) for w, b in layers]
     loss = mse(forward(leaves, x), y)
     loss.sum().backward()
-    return loss.detach(), [t.grad for layer in leaves for t in layer]
+    return loss.detach(), [t.grad for t in layer_tensors(leaves)]
 
 
 def fused(layers, x, y):
     leaves = [(w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()) for w, b in layers]
     loss = kernel.mlp_mse(leaves, x, y)
     loss.sum().backward()
-    return loss.detach(), [t.grad for layer in leaves for t in layer]
+    return loss.detach(), [t.grad for t in layer_tensors(leaves)]
 
 
 def random_net(depth: int, width: int, T: int, dtype=f64, seed: int = 0):
@@ -62,7 +62,7 @@ def test_gradients_written_in_place_equal_autograd():
     layers, _ = random_net(5, 4, 6)
     x = train_grid(37, f64)
     y = get_target("x11")(x)
-    out = [torch.full_like(t, math.nan) for layer in layers for t in layer]  # every entry must be written
+    out = [torch.full_like(t, math.nan) for t in layer_tensors(layers)]  # every entry must be written
     loss = kernel.mlp_mse_into(layers, x, y, out)
     ref_loss, ref_grads = reference(layers, x, y.expand(6, -1))
     assert (loss - ref_loss).abs().max() < 1e-14 and not loss.requires_grad
@@ -146,7 +146,7 @@ def test_weighted_losses_scale_the_gradient():
     for loss_fn in (kernel.mlp_mse, lambda ls, x, y: mse(forward(ls, x), y)):
         leaves = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in layers]
         (loss_fn(leaves, x, y) * weights).sum().backward()
-        grads.append([t.grad for layer in leaves for t in layer])
+        grads.append([t.grad for t in layer_tensors(leaves)])
     for g, r in zip(*grads):
         assert (g - r).abs().max() < 1e-13
     assert grads[0][0][2].abs().max() == 0 and grads[0][0][3].abs().max() > 0
