@@ -1,27 +1,42 @@
 """compnet: compositional ReLU networks with exponentially many linear regions (Milkert, Hyde & Laine, ICML 2025).
 
-Data flow, one module each: targets → model (the network and its encoding) → init → train (the batched
-trial engine) → experiment (cells of a configuration) → regions (exact linear regions) → report / tables /
-plots (what a run leaves) → cli. The public API is imported lazily so that the command line starts fast.
+Data flow, one module per concern: targets → model (the network, its encoding and reparameterisation) →
+init → optim, batching, stages (training) → experiment (the cells of a configuration, trained and
+analysed) → regions, study (exact linear regions) → runs (the run folder, both ways) → tables, plots →
+commands → cli / api. The public API is imported lazily so that the command line starts fast:
+
+    compnet.train("target=x3", "trials=5", out=None)   # the CLI's pipeline, in-process → Run
+    compnet.load_run("outputs/…")                      # any run or sweep folder → Run
+    compnet.compositional_mlp(peaks)                   # the network as a plain nn.Sequential
+    compnet.count_linear_pieces(model)                 # exact pieces on [0, 1]
 """
 
 from __future__ import annotations
 
+import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["compositional_mlp", "count_linear_pieces", "count_activation_regions", "closed_form", "law_scales"]
+try:
+    __version__ = version("compnet")
+except PackageNotFoundError:  # imported from a source tree that is not installed
+    __version__ = "unknown"
+
 _HOME = {
+    "train": "compnet.api",
+    "compose": "compnet.api",
+    "load_run": "compnet.runs",
+    "Run": "compnet.runs",
     "compositional_mlp": "compnet.model",
     "closed_form": "compnet.model",
     "law_scales": "compnet.model",
     "count_linear_pieces": "compnet.regions",
     "count_activation_regions": "compnet.regions",
 }
+__all__ = list(_HOME)
 
 
 def __getattr__(name: str) -> Any:
     if name in _HOME:
-        import importlib
-
         return getattr(importlib.import_module(_HOME[name]), name)
     raise AttributeError(f"module 'compnet' has no attribute {name!r}")

@@ -1,26 +1,38 @@
-"""Structured-config schemas for `compnet train` and `compnet regions`, and the domain checks.
+"""Structured-config schemas for `compnet train` and `compnet regions`, the config groups, and the checks.
 
 The schemas are registered in Hydra's ConfigStore and named first in the packaged primary configs'
 defaults lists, so an unknown key, a wrong type or an enum typo fails at the command line with Hydra's
-own message. Numbers that have the right type but are impossible (depth 0, lr ≤ 0, …) are refused by
-`validate` before any work starts, with one line naming the value and what is allowed. `plan` turns a
-configuration into its cells: one (target, method) pair each, a row-and-column entry of the paper's tables.
+own message. The name-only groups (`target`, `init`, `regime`) are registered from the Python tables
+that define them, and `compnet train --help` is generated from the schema's field help. Numbers that
+have the right type but are impossible (depth 0, lr ≤ 0, …) are refused by `validate` before any work
+starts, with one line naming the value and what is allowed.
+
+A field marked `inert` does not change a run's numbers (plots, worker threads) or names its cell
+(target, method): every other field is a *setting*, recorded in summary.json and used by
+`compnet table` to tell runs apart (`setting_keys`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
 from omegaconf import II, MISSING
 
+from compnet.methods import INIT_HELP, INITS, METHODS, RANDOM_INITS, REGIME_HELP, REGIMES, plan
 from compnet.targets import TARGETS
 
-RANDOM_INITS = ("kaiming", "rai", "raai")
-PEAK_INITS = ("manifold", "compositional")  # start from peaks a_1 … a_{d+1}
-INITS = RANDOM_INITS + PEAK_INITS
-PEAK_CLAMP = (0.01, 0.99)  # model.peaks=clamp keeps pretrained peaks here (zero gradient outside)
+
+def opt(default: Any = MISSING, help: str = "", inert: bool = False, factory: Any = None) -> Any:
+    """A schema field with its one-line help (shown by --help) and whether it is inert."""
+    meta = {"help": help, "inert": inert}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 class PeakParam(str, Enum):
@@ -35,7 +47,7 @@ class S1(str, Enum):
 
 class Engine(str, Enum):
     auto = "auto"  # fused where its C kernel builds, else torch
-    fused = "fused"  # compnet/kernel.c: forward and backward in one C pass (≈4× faster than torch's ops)
+    fused = "fused"  # compnet/kernel.c: forward and backward in one C pass
     torch = "torch"  # torch's ops and autograd: the reference the kernel is tested against
 
 
@@ -46,129 +58,141 @@ class DType(str, Enum):
 
 @dataclass
 class TargetConf:
-    name: str = MISSING
+    name: str = opt(MISSING, "the function fitted on [0, 1]", inert=True)
 
 
 @dataclass
 class InitConf:
-    name: str = MISSING
-    peak_low: float = 0.25  # starting peaks a_i ~ U(peak_low, peak_high), per trial
-    peak_high: float = 0.75
-    raai_k: float = 1.0  # anti-correlation strength k ∈ [0, 1]
-    raai_sigma_w2: Optional[float] = None  # None: zero-bias critical point 2π/(π − k)
-    raai_sigma_b2: float = 0.0
+    name: str = opt(MISSING, "how the weights start", inert=True)
+    peak_low: float = opt(0.25, "starting peaks a_i ~ U(peak_low, peak_high), per trial")
+    peak_high: float = opt(0.75)
+    raai_k: float = opt(1.0, "RAAI's anti-correlation strength k in [0, 1]")
+    raai_sigma_w2: Optional[float] = opt(None, "RAAI's weight variance; null: the zero-bias critical point 2π/(π − k)")
+    raai_sigma_b2: float = opt(0.0, "RAAI's bias variance")
 
 
 @dataclass
 class RegimeConf:
-    name: str = MISSING  # auto | direct | pretrain
-    pretrain_epochs: int = II("epochs")
-    finetune_epochs: int = II("epochs")  # raw-weight epochs after pretraining
-    direct_epochs: int = II("epochs")  # raw-weight epochs without pretraining
+    name: str = opt(MISSING, "auto | direct | pretrain", inert=True)
+    pretrain_epochs: int = opt(II("epochs"), "epochs of Adam on peaks and scales")
+    finetune_epochs: int = opt(II("epochs"), "raw-weight epochs after pretraining")
+    direct_epochs: int = opt(II("epochs"), "raw-weight epochs without pretraining")
 
 
 @dataclass
 class ModelConf:
-    peaks: PeakParam = PeakParam.clamp
-    s1: S1 = S1.trainable
-    offset: bool = True  # accumulator offset: the exact manifold; false = the paper's plain encoding
+    peaks: PeakParam = opt(PeakParam.clamp, "how pretraining keeps peaks in (0, 1): clamp | sigmoid")
+    s1: S1 = opt(S1.trainable, "the first scale: trainable | tied to the law")
+    offset: bool = opt(True, "accumulator offset (exact manifold); false: the paper's plain encoding")
 
 
 @dataclass
 class ExperimentConf:
-    name: str = MISSING
-    targets: list[str] = field(default_factory=list)  # empty: just `target`
-    methods: list[str] = field(default_factory=list)  # empty: just `init` + `regime`
+    name: str = opt(MISSING, "none, or a table of the paper", inert=True)
+    targets: list[str] = opt(help="empty: just `target`", inert=True, factory=list)
+    methods: list[str] = opt(help="empty: just `init` + `regime`", inert=True, factory=list)
 
 
 @dataclass
 class TrainConf:
-    target: TargetConf = field(default_factory=TargetConf)
-    init: InitConf = field(default_factory=InitConf)
-    regime: RegimeConf = field(default_factory=RegimeConf)
-    experiment: ExperimentConf = field(default_factory=ExperimentConf)
-    model: ModelConf = field(default_factory=ModelConf)
-    trials: int = 30
-    seed: int = 0
-    depth: int = 5
-    epochs: int = 1000
-    lr: float = 1e-3
-    points: int = 500  # training points, evenly spaced on [0, 1]
-    test_points: int = 0  # held-out points at cell centres; > 0 reports test MSE
-    dtype: DType = DType.float32
-    plots: bool = True
-    workers: int = 0  # threads training slices of the trials side by side; 0 = one per core
-    engine: Engine = Engine.auto
+    target: TargetConf = opt(factory=TargetConf)
+    init: InitConf = opt(factory=InitConf)
+    regime: RegimeConf = opt(factory=RegimeConf)
+    experiment: ExperimentConf = opt(factory=ExperimentConf)
+    model: ModelConf = opt(factory=ModelConf)
+    trials: int = opt(30, "trials per cell")
+    seed: int = opt(0, "trial i draws from SeedSequence([seed, i])")
+    depth: int = opt(5, "hidden layers (width 4)")
+    epochs: int = opt(1000, "epochs of every stage, unless regime.*_epochs says otherwise", inert=True)  # recorded per stage
+    lr: float = opt(1e-3, "Adam's learning rate")
+    points: int = opt(500, "training points, evenly spaced on [0, 1]")
+    test_points: int = opt(0, "held-out points at cell centres; > 0 reports test MSE")
+    dtype: DType = opt(DType.float32, "float32 | float64")
+    plots: bool = opt(True, "draw fit.png, loss.png, layers.png", inert=True)
+    workers: int = opt(0, "threads training slices of the trials; 0 = one per core", inert=True)
+    engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
 
 
 @dataclass
 class RegionsConf:
     """`compnet regions`: exact region counts of untrained (or saved) networks, no training."""
 
-    inits: list[str] = field(default_factory=lambda: ["kaiming", "raai", "rai", "manifold"])
-    depths: list[int] = field(default_factory=lambda: list(range(1, 13)))  # width-4 depth study
-    widths: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])  # width study, random inits
-    width_depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    draws: int = 50  # networks per (init, depth, width)
-    lo: float = 0.0  # the interval the input line runs over
-    hi: float = 1.0
-    seed: int = 0
-    from_run: Optional[str] = None  # `from=PATH`: count the saved networks of a run folder instead
-    init: InitConf = field(default_factory=lambda: InitConf(name="kaiming"))  # peak range, RAAI settings
-    plots: bool = True
+    inits: list[str] = opt(help="inits of the depth study", factory=lambda: ["kaiming", "raai", "rai", "manifold"])
+    depths: list[int] = opt(help="depths of the width-4 study", factory=lambda: list(range(1, 13)))
+    widths: list[int] = opt(help="widths of the width study (random inits)", factory=lambda: [4, 8, 16, 32, 64])
+    width_depths: list[int] = opt(help="depths of the width study", factory=lambda: [1, 2, 4, 8])
+    draws: int = opt(50, "networks per (init, depth, width)")
+    lo: float = opt(0.0, "the input line runs over [lo, hi]")
+    hi: float = opt(1.0)
+    seed: int = opt(0)
+    from_run: Optional[str] = opt(None, "`from=PATH`: count the saved networks of runs instead")
+    init: InitConf = opt(factory=lambda: InitConf(name="kaiming"))  # peak range, RAAI settings
+    plots: bool = opt(True, inert=True)
 
 
-# (init, regime) of each of the paper's rows, and its name in the tables
-METHODS: dict[str, tuple[str, str, str]] = {
-    "default": ("kaiming", "direct", "Default network"),
-    "rai": ("rai", "direct", "RAI distribution"),
-    "raai": ("raai", "direct", "RAAI distribution"),
-    "no_pretraining": ("manifold", "direct", "No pretraining"),
-    "not_enforced": ("compositional", "pretrain", "Differentiability not enforced"),
-    "enforced": ("manifold", "pretrain", "Differentiability enforced"),
-}
-REGIMES = ("auto", "direct", "pretrain")
+def _fields(schema: type, prefix: str = ""):
+    """(dotted key, field) of every leaf of a schema."""
+    for f in dataclasses.fields(schema):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            yield from _fields(type(default), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
 
 
-def resolve_regime(init: str, regime: str) -> str:
-    """`auto`: pretrain when the init has peaks to pretrain, else train the weights directly."""
-    if regime == "auto":
-        return "pretrain" if init in PEAK_INITS else "direct"
-    return regime
+def setting_keys() -> list[str]:
+    """Every key of `compnet train` that can change a cell's numbers (the schema's non-inert leaves)."""
+    return [key for key, f in _fields(TrainConf) if not f.metadata.get("inert")]
 
 
-def method_of(init: str, regime: str) -> str:
-    for key, (i, r, _) in METHODS.items():
-        if (i, r) == (init, resolve_regime(init, regime)):
-            return key
-    return f"{init}-{resolve_regime(init, regime)}"
+def help_footer() -> str:
+    """`compnet train --help`'s list of groups and keys, from the Python tables and the schema."""
+    def line(option: str, help: str) -> str:
+        return f"  {option:<32} {help}".rstrip()
+
+    lines = ["Groups (group=option):"]
+    lines += [line(f"target={t}", TARGETS[t].label) for t in TARGETS]
+    lines += [line(f"init={i}", INIT_HELP[i]) for i in INITS]
+    lines += [line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
+    lines += [line("experiment=table1|2|3", "the paper's Table 1, 2 or 3, every cell in one batch")]
+    lines += ["", "Keys (key=default):"]
+    for key, f in _fields(TrainConf):
+        if key.endswith(".name") or key.startswith("experiment."):
+            continue
+        default = getattr(f.default, "value", f.default)
+        # YAML spelling (null, true); an interpolation ${epochs} as <epochs> (Hydra's help would resolve it)
+        shown = json.dumps(default) if default is None or isinstance(default, bool) else str(default)
+        shown = shown.replace("${", "<").replace("}", ">")
+        lines.append(line(f"{key}={shown}", f.metadata.get("help", "")))
+    lines += ["", "Results: outputs/<date>/<time>-train/ (trials.csv, summary.json, losses.npz, weights.npz, figures)."]
+    return "\n".join(lines)
 
 
-def method_label(method: str) -> str:
-    return METHODS[method][2] if method in METHODS else method
+TRAIN_HELP_HEADER = """compnet train: train `trials` trials of one configuration, or every cell of an experiment.
+Defaults are the paper's: width 4, depth 5, 500 points, Adam lr 1e-3, 1000 epochs per stage, 30 trials.
+  compnet train target=x3 init=manifold                  differentiability enforced
+  compnet train target=x11 init=kaiming                  the default network, trained directly
+  compnet train -m target=x3,x11 init=kaiming,manifold   a sweep, one job per configuration
+  compnet train experiment=table1                        a table's cells in one batch
+"""
 
 
-@dataclass(frozen=True)
-class Cell:
-    target: str
-    method: str
-    init: str
-    regime: str  # direct | pretrain
+def register() -> None:
+    """Make the schemas, the name-only groups and the generated help known to Hydra."""
+    from hydra.core.config_store import ConfigStore
 
-    @property
-    def name(self) -> str:
-        return f"{self.target}-{self.method}"
-
-
-def plan(cfg: Any) -> list[Cell]:
-    """The cells a configuration trains: every target × every method (or its one init + regime)."""
-    targets = list(cfg.experiment.targets) or [cfg.target.name]
-    if cfg.experiment.methods:
-        methods = [(m, METHODS[m][0], METHODS[m][1]) for m in cfg.experiment.methods]
-    else:
-        init, regime = cfg.init.name, resolve_regime(cfg.init.name, cfg.regime.name)
-        methods = [(method_of(init, regime), init, regime)]
-    return [Cell(t, m, i, r) for t in targets for m, i, r in methods]
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConf)
+    cs.store(name="regions_schema", node=RegionsConf)
+    for group, names in (("target", TARGETS), ("init", INITS), ("regime", REGIMES)):
+        for name in names:
+            cs.store(group=group, name=name, node={"name": name})
+    template = "${hydra.help.header}\n${hydra.help.footer}\n"
+    cs.store(
+        group="hydra/help",
+        name="compnet_train",
+        node={"app_name": "compnet train", "header": TRAIN_HELP_HEADER, "footer": help_footer(), "template": template},
+    )
 
 
 class ConfigError(ValueError):
@@ -190,7 +214,7 @@ def validate(cfg: Any) -> None:
     _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
     _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
     _check(cfg.test_points >= 0, f"test_points={cfg.test_points}: need test_points >= 0")
-    _check(cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be > 0")
+    _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be finite and > 0")
     for key in ("pretrain_epochs", "finetune_epochs", "direct_epochs"):
         n = cfg.regime[key]
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
@@ -209,9 +233,8 @@ def validate(cfg: Any) -> None:
     else:
         _one_of("init", cfg.init.name, INITS)
         _one_of("regime", cfg.regime.name, REGIMES)
-        regime = resolve_regime(cfg.init.name, cfg.regime.name)
         _check(
-            not (regime == "pretrain" and cfg.init.name in RANDOM_INITS),
+            not (cfg.regime.name == "pretrain" and cfg.init.name in RANDOM_INITS),
             f"regime=pretrain needs peaks to pretrain; init={cfg.init.name} has none (use init=manifold or compositional)",
         )
     # pretraining is the only stage that clamps peaks
@@ -225,28 +248,25 @@ def _check_init(init: Any, clamped: bool = False) -> None:
     _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
     _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
     if clamped:  # a peak drawn outside the clamp would be pretrained from the clamp's edge and never move
+        from compnet.model import PEAK_CLAMP  # late: torch is not needed to read a config
+
         a, b = PEAK_CLAMP
-        _check(a <= lo and hi <= b, f"init.peak_low={lo}, init.peak_high={hi}: with model.peaks=clamp starting peaks must lie in [{a}, {b}]")
+        _check(
+            a <= lo and hi <= b,
+            f"init.peak_low={lo}, init.peak_high={hi}: with model.peaks=clamp starting peaks must lie in [{a}, {b}]",
+        )
     _check(0 <= init.raai_k <= 1, f"init.raai_k={init.raai_k}: need 0 <= k <= 1")
     _check(init.raai_sigma_b2 >= 0, f"init.raai_sigma_b2={init.raai_sigma_b2}: need >= 0")
     if init.raai_sigma_w2 is not None:
         _check(init.raai_sigma_w2 > 0, f"init.raai_sigma_w2={init.raai_sigma_w2}: need > 0")
 
 
-def register() -> None:
-    """Make the schemas known to Hydra (named `*_schema` in the primary configs' defaults lists)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConf)
-    cs.store(name="regions_schema", node=RegionsConf)
-
-
 def validate_regions(cfg: Any) -> None:
     """The same for `compnet regions`."""
     for init in cfg.inits:
         _one_of("init", init, INITS)
-    _check(all(d >= 1 for d in cfg.depths) and all(d >= 1 for d in cfg.width_depths), f"depths={list(cfg.depths)}, width_depths={list(cfg.width_depths)}: every depth must be >= 1")
+    depths = list(cfg.depths) + list(cfg.width_depths)
+    _check(all(d >= 1 for d in depths), f"depths={list(cfg.depths)}, width_depths={list(cfg.width_depths)}: every depth must be >= 1")
     _check(all(w >= 1 for w in cfg.widths), f"widths={list(cfg.widths)}: every width must be >= 1")
     _check(cfg.draws >= 1, f"draws={cfg.draws}: need draws >= 1")
     _check(cfg.lo < cfg.hi, f"lo={cfg.lo}, hi={cfg.hi}: need lo < hi")

@@ -3,7 +3,9 @@
 A cell is one (target, method) pair with `trials` trials, i.e. one row-and-column entry of the paper's
 tables. `compnet train target=x3 init=manifold` is one cell; `experiment=table1` is ten. All cells that
 pretrain share one batched pretraining run, and all cells with the same number of raw-weight epochs share
-one batched raw run: the per-trial results do not change (see `train`), the Python overhead is paid once.
+one batched raw run: the per-trial results do not change (see `batching`), the Python overhead is paid once.
+Then the analysis a run folder records: the held-out MSE (Table 3) and the exact linear pieces of every
+trial's network at the start, after pretraining and at the end (docs/method.md §7).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 import torch
 
 from compnet import kernel
-from compnet.config import S1, Cell, DType, PeakParam, plan
+from compnet.batching import Stopwatch, workers_default
 from compnet.init import generators, start_weights, trial_seed
-from compnet.model import Shapes, forward
+from compnet.methods import Cell, plan
+from compnet.model import Reparam, Shapes, forward
+from compnet.regions import trial_regions
+from compnet.stages import mse, pretrain, train_raw
 from compnet.targets import get_target, test_grid, train_grid
-from compnet.train import Reparam, Stopwatch, mse, pretrain, train_raw, workers_default
 
 COLLAPSE_FRACTION = 0.9  # final MSE >= 0.9 Var(target): the output is (close to) a constant
 
@@ -38,6 +42,9 @@ class CellResult:
     peaks_pretrained: torch.Tensor | None
     diverged: torch.Tensor  # [T] bool
     test_mse: torch.Tensor | None
+    engine: str  # the engine that ran: fused | torch
+    pieces: dict[str, list[int]]  # per stage (init, pretrain, final): linear pieces per trial, −1 if diverged
+    wasted_final: list[int]  # hidden neurons that never change sign on [0, 1], per trial, −1 if diverged
 
     @property
     def mse(self) -> torch.Tensor:
@@ -56,9 +63,14 @@ class CellResult:
         return ~self.diverged & (self.mse >= COLLAPSE_FRACTION * self.var_target)
 
 
+def _value(v: Any) -> Any:
+    """A config enum's value (the engine reads configs without importing their schemas)."""
+    return getattr(v, "value", v)
+
+
 def reparam_of(cfg: Any) -> Reparam:
     m = cfg.model
-    return Reparam(peaks=PeakParam(m.peaks).value, s1=S1(m.s1).value, offset=m.offset)
+    return Reparam(peaks=_value(m.peaks), s1=_value(m.s1), offset=m.offset)
 
 
 @dataclass
@@ -87,9 +99,9 @@ def _slices(n_cells: int, T: int):
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration; returns the results and the training wall time (s)."""
     workers = cfg.workers or workers_default()
-    fused = kernel.resolve(cfg.engine) == "fused"
+    fused = kernel.resolve(_value(cfg.engine)) == "fused"
     T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
-    x = train_grid(cfg.points, getattr(torch, DType(cfg.dtype).value))
+    x = train_grid(cfg.points, getattr(torch, _value(cfg.dtype)))
     cells = plan(cfg)
     starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
     clock = Stopwatch()
@@ -128,6 +140,10 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
         if xt is not None:
             with torch.no_grad():
                 test = mse(forward(shapes.split(final), xt), get_target(cell.target)(xt))
+        pieces = {"init": trial_regions(shapes, starts[i].flat)[0]}
+        if weights_pre is not None:
+            pieces["pretrain"] = trial_regions(shapes, weights_pre)[0]
+        pieces["final"], wasted = trial_regions(shapes, final)
         results.append(
             CellResult(
                 cell=cell,
@@ -143,6 +159,9 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
                 peaks_pretrained=peaks_pre,
                 diverged=diverged,
                 test_mse=test,
+                engine="fused" if fused else "torch",
+                pieces=pieces,
+                wasted_final=wasted,
             )
         )
     return results, clock.seconds

@@ -1,4 +1,4 @@
-"""Initialisations, one random generator per trial (METHOD.md §4, §6).
+"""Initialisations, one random generator per trial (docs/method.md §4, §6).
 
 Trial i of a run with seed s draws everything from its own generator, seeded by SeedSequence([s, i]): its
 start does not depend on how many trials run beside it, and methods that start from peaks (manifold,
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compnet.config import RANDOM_INITS
+from compnet.methods import RANDOM_INITS
 from compnet.model import Shapes, encode, law_scales
 
 RAI_STD = 0.6007

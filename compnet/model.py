@@ -1,6 +1,6 @@
 """The compositional ReLU network: closed form, differentiable manifold and its 4-wide encoding.
 
-Closed form (METHOD.md §1). Triangle with peak a: t_a(x) = x/a for x ≤ a, (1−x)/(1−a) otherwise.
+Closed form (docs/method.md §1). Triangle with peak a: t_a(x) = x/a for x ≤ a, (1−x)/(1−a) otherwise.
 Waves W_0 = x, W_i = t_{a_i} ∘ W_{i−1}; W_i has 2^i linear pieces. The depth-d network computes
 
     F(x) = x + σ Σ_{i=1..d} s_i W_i(x).
@@ -8,7 +8,7 @@ Waves W_0 = x, W_i = t_{a_i} ∘ W_{i−1}; W_i has 2^i linear pieces. The depth
 Differentiable manifold (the paper's Theorem 3.1 / Eq. 5): s_{i+1} = s_i (1 − a_{i+1}) a_{i+2}, so a depth-d
 network needs the peaks a_1 … a_{d+1}; tied, s_1 = (1 − a_1) a_2 (all-½ peaks give Yarotsky's s_i = 4^{−i}).
 
-Encoding (METHOD.md §3). Hidden neurons (accumulator, t1, t2, bias) hold, after hidden layer k,
+Encoding (docs/method.md §3). Hidden neurons (accumulator, t1, t2, bias) hold, after hidden layer k,
 
     acc = m + x + σ Σ_{j<k} s_j W_j,  t1 = c_{k−1} W_{k−1},  t2 = relu(c_{k−1}(W_{k−1} − a_k)),  bias = c_{k−1},
 
@@ -17,15 +17,22 @@ S_k = c_k / c_{k−1} rather than the tiny absolute s_k (the paper's conditionin
 on the accumulator (first-layer bias m, output bias −m) keeps that ReLU neuron alive for any peaks and scales,
 so the network equals the closed form exactly; m = 0 gives the paper's plain encoding, whose accumulator can clip.
 
+Reparameterisation (docs/method.md §4). During pretraining the parameters are peaks θ and scales, and the
+network is rebuilt from them at every step (`Reparam.layers`), so gradients reach the peaks. Peaks stay in
+(0, 1) by a clamp to [0.01, 0.99] in the forward pass (zero gradient outside) or by a = sigmoid(θ).
+
 Everything here is batched over a leading trial dimension T: peaks [T, d+1], scales [T, d], sign [T].
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 Layer = tuple[torch.Tensor, torch.Tensor]  # weight [T, out, in], bias [T, out]
+PEAK_CLAMP = (0.01, 0.99)  # model.peaks=clamp keeps pretrained peaks here (zero gradient outside)
 
 
 def layer_tensors(layers: list[Layer]) -> list[torch.Tensor]:
@@ -139,6 +146,36 @@ class Shapes:
     @staticmethod
     def join(layers: list[Layer]) -> torch.Tensor:
         return torch.cat([t for w, b in layers for t in (w.flatten(1), b)], 1)
+
+
+@dataclass
+class Reparam:
+    """How peaks and scales become network weights during pretraining (one setting for the whole batch;
+    `free` says per trial whether every scale is its own parameter or the law ties them)."""
+
+    peaks: str = "clamp"  # clamp | sigmoid
+    s1: str = "trainable"  # trainable | tied
+    offset: bool = True
+
+    def theta(self, a: torch.Tensor) -> torch.Tensor:
+        return a.clone() if self.peaks == "clamp" else torch.logit(a)
+
+    def peak_values(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta.clamp(*PEAK_CLAMP) if self.peaks == "clamp" else torch.sigmoid(theta)
+
+    def scales(self, a: torch.Tensor, s1: torch.Tensor, s: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        law = law_scales(a, s1 if self.s1 == "trainable" else None)
+        return torch.where(free.unsqueeze(1), s, law)
+
+    def start(self, peaks: torch.Tensor) -> list[torch.Tensor]:
+        """Parameters [θ, s_1, s] at the manifold point of the given starting peaks."""
+        s = law_scales(peaks)
+        return [self.theta(peaks), s[:, 0].clone(), s]
+
+    def layers(self, params: list[torch.Tensor], free: torch.Tensor, sign: torch.Tensor) -> list[Layer]:
+        theta, s1, s = params
+        a = self.peak_values(theta)
+        return encode(a, self.scales(a, s1, s, free), sign, self.offset)
 
 
 def to_sequential(layers: list[Layer], trial: int = 0) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""The paper's reported numbers (ICML 2025 version; METHOD.md §5), keyed (table, method, target, statistic).
+"""The paper's reported numbers (ICML 2025 version; docs/method.md §5), keyed (table, method, target, statistic).
 
 Table 1: min and mean final MSE over 30 trials. Table 3: min test MSE (10 training, 10 test points).
 Table 2 (sin, tanh) numbers are not available in the public text.

@@ -1,35 +1,34 @@
-"""Figures, drawn only from what a run folder holds on disk (so `compnet plot` can redraw them).
+"""Figures, drawn only from what run folders and region counts hold (so `compnet plot` can redraw them).
 
-- fit.png     the target with the best, median and worst trial, and their pointwise error (log axis);
-- loss.png    every trial's loss per epoch (log axis), the pretraining / raw-weight boundary marked;
-- layers.png  each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
-              end (the paper's Figures 5–6): does the triangle structure survive, which layers are wasted;
-- trials.png  (tables) final MSE of every trial per method and target, one dot per trial.
+- fit.png      the target with the best, median and worst trial, and their pointwise error (log axis);
+- loss.png     every trial's loss per epoch (log axis), the pretraining / raw-weight boundary marked;
+- layers.png   each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
+               end (the paper's Figures 5–6): does the triangle structure survive, which layers are wasted;
+- trials.png   (tables) final MSE of every trial per method and target, one dot per trial;
+- regions.png  (`compnet regions`) pieces versus depth and per neuron versus width, or of saved networks.
+
+Matplotlib's object-oriented API throughout: a `Figure` per file, no pyplot and no global state, so
+figures can be drawn from worker threads and nothing leaks between them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+from compnet.methods import method_label
+from compnet.model import Shapes, forward
+from compnet.runs import read_summary
+from compnet.tables import row_labels, row_order, target_order
+from compnet.targets import get_target
 
-from compnet.config import method_label  # noqa: E402
-from compnet.model import Shapes, forward  # noqa: E402
-from compnet.tables import row_labels, row_order, target_order  # noqa: E402
-from compnet.targets import get_target  # noqa: E402
-
-
-def _load(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, Any, Any]:
-    summary = json.loads((folder / "summary.json").read_text())
-    return summary, pd.read_csv(folder / "trials.csv"), np.load(folder / "losses.npz"), np.load(folder / "weights.npz")
+STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 
 
 def _ranked(trials: pd.DataFrame) -> dict[str, int]:
@@ -40,57 +39,54 @@ def _ranked(trials: pd.DataFrame) -> dict[str, int]:
     return {"best": int(ok.iloc[0].trial), "median": int(ok.iloc[len(ok) // 2].trial), "worst": int(ok.iloc[-1].trial)}
 
 
-def draw_fit(folder: Path, summary, trials, weights) -> None:
+def _title(summary: dict[str, Any]) -> str:
+    return f"{method_label(summary['method'])} on {get_target(summary['target']).label}"
+
+
+def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
     shapes = Shapes(summary["depth"])
     target = get_target(summary["target"])
     x = torch.linspace(0, 1, 1001, dtype=torch.float64)
-    final = torch.from_numpy(weights["final"]).double()
     with torch.no_grad():
-        pred = forward(shapes.split(final), x)
+        pred = forward(shapes.split(torch.from_numpy(weights["final"]).double()), x)
     y = target(x)
-    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    fig = Figure(figsize=(7, 7), layout="tight")
+    ax, ax_err = fig.subplots(2, 1, sharex=True)
     ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {target.label}")
     for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        mse = trials.loc[t, "mse"]
-        ax.plot(x, pred[t], color=color, lw=1, label=f"{name} (trial {t}, MSE {mse:.2e})")
+        ax.plot(x, pred[t], color=color, lw=1, label=f"{name} (trial {t}, MSE {trials.loc[t, 'mse']:.2e})")
         ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
     xs = weights["x"]
     ax.plot(xs, target(torch.from_numpy(xs)), ".", color="gray", ms=2, label=f"{len(xs)} training points")
     ax.set_ylabel("y")
     ax.legend(fontsize=8)
-    ax.set_title(f"{method_label(summary['method'])} on {target.label}, {summary['n_trials']} trials")
-    ax_err.set_xlabel("x")
-    ax_err.set_ylabel("|network − target|")
-    fig.tight_layout()
-    fig.savefig(folder / "fit.png", dpi=120)
-    plt.close(fig)
+    ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials")
+    ax_err.set(xlabel="x", ylabel="|network − target|")
+    fig.savefig(path, dpi=120)
 
 
-def draw_loss(folder: Path, summary, losses) -> None:
+def draw_loss(path: Path, summary: dict[str, Any], losses: Any) -> None:
     parts = [losses["loss_pretrain"]] if "loss_pretrain" in losses else []
     parts.append(losses["loss_train"])
-    hist = np.concatenate(parts)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.semilogy(hist, color="tab:blue", lw=0.6, alpha=0.5)
+    fig = Figure(figsize=(7, 4), layout="tight")
+    ax = fig.subplots()
+    ax.semilogy(np.concatenate(parts), color="tab:blue", lw=0.6, alpha=0.5)
     if len(parts) == 2:
         ax.axvline(len(parts[0]) - 0.5, color="k", ls="--", lw=1)
         ax.text(len(parts[0]), ax.get_ylim()[1], " raw weights freed", va="top", fontsize=8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE")
-    ax.set_title(f"{method_label(summary['method'])} on {summary['target']}: loss of every trial")
-    fig.tight_layout()
-    fig.savefig(folder / "loss.png", dpi=120)
-    plt.close(fig)
+    ax.set(xlabel="epoch", ylabel="MSE", title=f"{_title(summary)}: loss of every trial")
+    fig.savefig(path, dpi=120)
 
 
-def draw_layers(folder: Path, summary, trials, weights) -> None:
+def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
     ranked = _ranked(trials)
     if not ranked:
         return
-    t, shapes = ranked["best"], Shapes(summary["depth"])
+    t, depth = ranked["best"], summary["depth"]
+    shapes = Shapes(depth)
     x = torch.linspace(0, 1, 2001, dtype=torch.float64)
-    depth = summary["depth"]
-    fig, axes = plt.subplots(2, depth, figsize=(2.6 * depth, 5), squeeze=False, sharex=True)
+    fig = Figure(figsize=(2.6 * depth, 5), layout="tight")
+    axes = fig.subplots(2, depth, squeeze=False, sharex=True)
     for row, key in enumerate(("start", "final")):
         layers = shapes.split(torch.from_numpy(weights[key][t : t + 1]).double())
         with torch.no_grad():
@@ -107,17 +103,18 @@ def draw_layers(folder: Path, summary, trials, weights) -> None:
                 h = torch.relu(z)
     axes[0, 0].legend(fontsize=7)
     axes[0, 0].set_ylabel("pre-activation / its max")
-    fig.suptitle(f"Pre-activations of the best trial ({t}), {method_label(summary['method'])} on {summary['target']}")
-    fig.tight_layout()
-    fig.savefig(folder / "layers.png", dpi=110)
-    plt.close(fig)
+    fig.suptitle(f"Pre-activations of the best trial ({t}), {_title(summary)}")
+    fig.savefig(path, dpi=110)
 
 
-def draw_run(folder: Path) -> list[Path]:
-    summary, trials, losses, weights = _load(folder)
-    draw_fit(folder, summary, trials, weights)
-    draw_loss(folder, summary, losses)
-    draw_layers(folder, summary, trials, weights)
+def draw_run(folder: Path, summary: dict[str, Any] | None = None) -> list[Path]:
+    """fit.png, loss.png and layers.png of a run folder (`summary`: its summary, if not yet on disk)."""
+    summary = read_summary(folder) if summary is None else summary
+    trials = pd.read_csv(folder / "trials.csv")
+    with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
+        draw_fit(folder / "fit.png", summary, trials, weights)
+        draw_loss(folder / "loss.png", summary, losses)
+        draw_layers(folder / "layers.png", summary, trials, weights)
     return [folder / n for n in ("fit.png", "loss.png", "layers.png")]
 
 
@@ -126,15 +123,15 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
     targets = sorted({s["target"] for s in summaries}, key=target_order)
     labels = row_labels(summaries)
     rows = row_order(summaries, labels)
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 0.6 * len(rows) + 1.8), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.5 * len(targets), 0.6 * len(rows) + 1.8), layout="tight")
+    axes = fig.subplots(1, len(targets), squeeze=False, sharey=True)
     for ax, target in zip(axes[0], targets):
         for s, label in zip(summaries, labels):
             if s["target"] != target:
                 continue
             tr = pd.read_csv(Path(s["folder"]) / "trials.csv")
             yrow = rows.index(label) + np.linspace(-0.15, 0.15, len(tr))
-            col = np.where(tr["collapsed"], "tab:red", "tab:blue")
-            ax.scatter(tr[metric].clip(lower=1e-12), yrow, c=col, s=9)
+            ax.scatter(tr[metric].clip(lower=1e-12), yrow, c=np.where(tr["collapsed"], "tab:red", "tab:blue"), s=9)
         ax.set_xscale("log")
         ax.set_title(target)
         ax.set_xlabel(metric.replace("_", " ").replace("mse", "MSE"))
@@ -142,8 +139,63 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
     axes[0][0].set_yticks(range(len(rows)), rows)
     axes[0][0].invert_yaxis()
     fig.suptitle("every trial (red: collapsed)")
-    fig.tight_layout()
     path = folder / "trials.png"
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
+
+
+def draw_region_study(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
+    """Panel 1: mean pieces versus depth with the min–max band and 2^d (log y). Panel 2: pieces per
+    neuron versus width, one line per init and depth, the fitted constant dashed."""
+    from compnet.study import per_neuron
+
+    studies = [s for s in ("depth", "width") if (frame.study == s).any()]
+    fig = Figure(figsize=(6.5 * len(studies), 4.5), layout="tight")
+    axes = fig.subplots(1, len(studies), squeeze=False)
+    colors = {init: f"C{i}" for i, init in enumerate(dict.fromkeys(frame.init))}
+    for ax, study in zip(axes[0], studies):
+        rows = frame[frame.study == study]
+        if study == "depth":
+            for init, g in rows.groupby("init", sort=False):
+                s = g.groupby("depth").pieces.agg(["mean", "min", "max"])
+                ax.plot(s.index, s["mean"], "o-", color=colors[init], label=init, ms=3)
+                ax.fill_between(s.index, s["min"], s["max"], color=colors[init], alpha=0.2)
+            d = np.array(sorted(rows.depth.unique()))
+            ax.plot(d, 2.0**d, "k--", lw=1, label="$2^d$")
+            ax.set_yscale("log", base=2)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set(xlabel="depth (width 4)", ylabel="linear pieces", title="pieces versus depth (mean, min–max)")
+        else:
+            markers = dict(zip(sorted(rows.depth.unique()), "osD^v<>p*hx+"))
+            for (init, depth), g in rows.groupby(["init", "depth"], sort=False):
+                s = (g.pieces / g.neurons).groupby(g.width).mean()
+                ax.plot(s.index, s.values, marker=markers[depth], color=colors[init], lw=0.8, ms=4, label=f"{init}, depth {depth}")
+            for init, c in per_neuron(frame).items():
+                ax.axhline(c, color=colors[init], ls="--", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel="width", ylabel="pieces / hidden neurons", title="Hanin–Rolnick: pieces per neuron (dashed: mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, **({"loc": "center left", "bbox_to_anchor": (1, 0.5)} if study == "width" else {}))
+    fig.suptitle(f"linear pieces on [{lo:g}, {hi:g}] at initialisation")
+    fig.savefig(path, dpi=120)
+
+
+def draw_region_runs(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
+    """Pieces of every trial per run (rows) and stage (colours), log x; a black bar marks 2^depth."""
+    runs = list(dict.fromkeys(frame.run))
+    label_width = 0.07 * max(map(len, runs))  # inches: Hydra's sweep folders have long names
+    fig = Figure(figsize=(6.5 + label_width, 0.6 * len(runs) + 1.8), layout="tight")
+    ax = fig.subplots()
+    for k, stage in enumerate(STAGES):
+        rows = frame[frame.stage == stage]
+        ax.scatter(rows.pieces, rows.run.map(runs.index) + (k - 1) * 0.2, s=10, color=f"C{k}", label=stage)
+    depth = frame.groupby("run", sort=False).depth.first()
+    ax.scatter(2.0**depth.values, [runs.index(r) for r in depth.index], marker="|", s=300, color="k", label="$2^d$")
+    ax.set_xscale("log", base=2)
+    ax.set_yticks(range(len(runs)), runs)
+    ax.invert_yaxis()
+    ax.set(xlabel="linear pieces")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(f"linear pieces of saved networks on [{lo:g}, {hi:g}], every trial")
+    fig.savefig(path, dpi=120)

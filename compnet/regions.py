@@ -1,4 +1,4 @@
-"""Exact linear regions of a scalar ReLU network on an interval (METHOD.md §7, Hanin & Rolnick 2019).
+"""Exact linear regions of a scalar ReLU network on an interval (docs/method.md §7, Hanin & Rolnick 2019).
 
 Layer-wise breakpoint insertion in float64: keep the sorted knots of [lo, hi]; for each hidden layer evaluate
 every pre-activation at the knots. Between two neighbouring knots all earlier layers are affine, so each

@@ -1,4 +1,4 @@
-"""`compnet regions`: exact linear-region counts of networks that need no training (METHOD.md §7).
+"""The linear-region study behind `compnet regions`: exact counts of networks that need no training (docs/method.md §7).
 
 Along a 1-D input line [lo, hi] a ReLU network with scalar input and output has two counts:
 - activation regions: intervals on which every neuron's sign is constant (knots of the sign pattern);
@@ -9,7 +9,8 @@ Hanin & Rolnick (2019): at random initialisation the expected number of regions 
 the number of hidden neurons N, pieces ≈ c · N, whatever the depth (c ≈ 0.4 for PyTorch's default init on
 [−1, 1]). The compositional network of depth d (peaks a_1 … a_{d+1}, scales from the law, sign −1) computes
 x − Σ s_i W_i(x), whose wave W_d has 2^d pieces: exactly 2^d pieces on [0, 1] for any peaks (outside [0, 1]
-its ReLUs clip, adding a bend at 0 and at 1). The constant c depends on the line: about 0.24 on the default
+the accumulator clips at x = −m and the
+waves at 0, two more bends on [−1, 1]). The constant c depends on the line: about 0.24 on the default
 [0, 1], a line half as long as [−1, 1].
 
 Three studies, one row of regions.csv per counted network:
@@ -19,32 +20,26 @@ Three studies, one row of regions.csv per counted network:
 - trained: (`from=PATH`) every run folder under PATH and each stage its weights.npz holds (start, pretrained,
            final), one row per trial; only this study runs then.
 Draw i of every setting uses generator (seed, i), as trial i of `compnet train` does, so draw i here is trial
-i's starting network there. Weights are float64 so that the counts are exact.
+i's starting network there. Weights are float64 so that the counts are exact. The figures are in
+`plots.py`, the command in `commands.py`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from compnet.config import RANDOM_INITS  # noqa: E402
-from compnet.init import generators, start_weights  # noqa: E402
-from compnet.model import Layer, Shapes  # noqa: E402
-from compnet.regions import batch_regions  # noqa: E402
+from compnet.init import generators, start_weights
+from compnet.methods import RANDOM_INITS
+from compnet.model import Layer, Shapes
+from compnet.regions import batch_regions
 
 log = logging.getLogger("compnet")
 
@@ -81,10 +76,11 @@ def init_rows(cfg: Any) -> pd.DataFrame:
 def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
     """Counts of every trial and stored stage of every run folder under `path` (the run's name is its
     folder relative to `path`). Trials with non-finite weights (diverged) are left out."""
+    from compnet.runs import find_runs
+
     rows = []
-    for summary_file in sorted(path.rglob("summary.json")):
-        folder = summary_file.parent
-        summary = json.loads(summary_file.read_text())
+    for summary in find_runs([path])[0]:
+        folder = Path(summary["folder"])
         name = str(folder.relative_to(path)) if folder != path else folder.name
         if not (folder / "weights.npz").is_file():
             log.warning("%s: no weights.npz, skipped", folder)
@@ -123,64 +119,6 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def draw_init(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
-    """Panel 1: mean pieces versus depth with the min–max band and 2^d (log y). Panel 2: pieces per
-    neuron versus width, one line per init and depth, the fitted constant dashed."""
-    studies = [s for s in ("depth", "width") if (frame.study == s).any()]
-    fig, axes = plt.subplots(1, len(studies), figsize=(6.5 * len(studies), 4.5), squeeze=False)
-    colors = {init: f"C{i}" for i, init in enumerate(dict.fromkeys(frame.init))}
-    for ax, study in zip(axes[0], studies):
-        rows = frame[frame.study == study]
-        if study == "depth":
-            for init, g in rows.groupby("init", sort=False):
-                s = g.groupby("depth").pieces.agg(["mean", "min", "max"])
-                ax.plot(s.index, s["mean"], "o-", color=colors[init], label=init, ms=3)
-                ax.fill_between(s.index, s["min"], s["max"], color=colors[init], alpha=0.2)
-            d = np.array(sorted(rows.depth.unique()))
-            ax.plot(d, 2.0**d, "k--", lw=1, label="$2^d$")
-            ax.set_yscale("log", base=2)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set(xlabel="depth (width 4)", ylabel="linear pieces", title="pieces versus depth (mean, min–max)")
-        else:
-            markers = dict(zip(sorted(rows.depth.unique()), "osD^v<>p*hx+"))
-            for (init, depth), g in rows.groupby(["init", "depth"], sort=False):
-                s = (g.pieces / g.neurons).groupby(g.width).mean()
-                ax.plot(s.index, s.values, marker=markers[depth], color=colors[init], lw=0.8, ms=4, label=f"{init}, depth {depth}")
-            for init, c in per_neuron(frame).items():
-                ax.axhline(c, color=colors[init], ls="--", lw=1)
-            ax.set_xscale("log", base=2)
-            ax.set(xlabel="width", ylabel="pieces / hidden neurons", title="Hanin–Rolnick: pieces per neuron (dashed: mean)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, **({"loc": "center left", "bbox_to_anchor": (1, 0.5)} if study == "width" else {}))
-    fig.suptitle(f"linear pieces on [{lo:g}, {hi:g}] at initialisation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def draw_runs(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> None:
-    """Pieces of every trial per run (rows) and stage (colours), log x; a black bar marks 2^depth."""
-    runs = list(dict.fromkeys(frame.run))
-    label_width = 0.07 * max(map(len, runs))  # inches: Hydra's sweep folders have long names
-    fig, ax = plt.subplots(figsize=(6.5 + label_width, 0.6 * len(runs) + 1.8))
-    for k, stage in enumerate(STAGES):
-        rows = frame[frame.stage == stage]
-        y = rows.run.map(runs.index) + (k - 1) * 0.2
-        ax.scatter(rows.pieces, y, s=10, color=f"C{k}", label=stage)
-    depth = frame.groupby("run", sort=False).depth.first()
-    ax.scatter(2.0 ** depth.values, [runs.index(r) for r in depth.index], marker="|", s=300, color="k", label="$2^d$")
-    ax.set_xscale("log", base=2)
-    ax.set_yticks(range(len(runs)), runs)
-    ax.invert_yaxis()
-    ax.set(xlabel="linear pieces")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.suptitle(f"linear pieces of saved networks on [{lo:g}, {hi:g}], every trial")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def report(frame: pd.DataFrame, trained: bool) -> str:
     """The tables printed to stdout."""
     if trained:
@@ -193,24 +131,3 @@ def report(frame: pd.DataFrame, trained: bool) -> str:
     if (frame.study == "width").any():
         parts.append("Hanin–Rolnick constant: mean pieces per hidden neuron\n\n" + per_neuron(frame).to_frame().to_markdown(floatfmt=".3f"))
     return "\n\n".join(parts)
-
-
-def main(cfg: Any, output_dir: Path) -> pd.DataFrame:
-    """Run the studies `cfg` asks for; write regions.csv (and regions.png) into output_dir; print tables."""
-    clock = time.perf_counter()
-    trained = cfg.from_run is not None
-    if trained:
-        path = Path(cfg.from_run)
-        frame = run_rows(path.parent if path.is_file() else path, cfg.lo, cfg.hi)
-        if frame.empty:
-            print(f"compnet regions: error: no run with weights (summary.json, weights.npz) under {path}", file=sys.stderr)
-            sys.exit(1)
-    else:
-        frame = init_rows(cfg)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(output_dir / "regions.csv", index=False)
-    if cfg.plots and not frame.empty:
-        (draw_runs if trained else draw_init)(frame, output_dir / "regions.png", cfg.lo, cfg.hi)
-    print(report(frame, trained))
-    log.info("counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, output_dir)
-    return frame

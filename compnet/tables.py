@@ -1,8 +1,8 @@
 """Paper-style tables from run folders: one row per method (the paper's names and order), Min and Mean
 MSE per target in scientific notation, the collapse count beside them; and every cell against the paper.
 
-Works on anything that holds run folders (summary.json): a single run, a Hydra sweep, an experiment's
-cell folders, or several of those; jobs that Hydra started but that wrote no summary are named.
+The summaries come from `runs.find_runs`: a single run, a Hydra sweep, an experiment's cell folders, or
+several of those.
 """
 
 from __future__ import annotations
@@ -14,57 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from compnet.config import METHODS, method_label
+from compnet.methods import method_label, method_order
 from compnet.paper import paper_value
+from compnet.runs import settings_recorded
 from compnet.targets import TARGETS
-
-
-
-def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Summaries of every complete run under `paths`, and the folders of runs that did not finish.
-
-    A folder is an unfinished run when Hydra started a job there (.hydra/) but neither it nor any folder
-    below it holds a summary.json: a failed, interrupted or still-running job.
-    """
-    summaries, missing = [], []
-    for path in paths:
-        if not path.exists():
-            missing.append(f"{path} (no such file or folder)")
-            continue
-        if path.is_file():  # a run's summary.json (or any file in it) names its run folder
-            path = path.parent
-        for f in sorted(path.rglob("summary.json")):
-            s = json.loads(f.read_text())
-            s["folder"] = str(f.parent)
-            summaries.append(s)
-        for h in sorted(path.rglob(".hydra")):
-            job = h.parent
-            if not any(job.rglob("summary.json")):
-                missing.append(f"{job} (no summary.json: failed or interrupted)")
-            else:
-                missing += _missing_cells(job)
-    return summaries, missing
-
-
-def _missing_cells(job: Path) -> list[str]:
-    """Cells an experiment run planned (its .hydra/config.yaml) but did not write."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-    exp = cfg.get("experiment", {})
-    if not exp.get("methods"):
-        return []
-    return [
-        f"{job / f'{t}-{m}'} (planned by the experiment, not written)"
-        for t in exp.get("targets") or [cfg.target.name]
-        for m in exp.methods
-        if not (job / f"{t}-{m}" / "summary.json").exists()
-    ]
-
-
-def method_order(method: str) -> int:
-    keys = list(METHODS)
-    return keys.index(method) if method in keys else len(keys)
 
 
 def target_order(target: str) -> int:
@@ -77,18 +30,11 @@ def metric_of(summaries: list[dict[str, Any]]) -> str:
     return "test_mse" if summaries and all(s.get("test_points", 0) for s in summaries) else "mse"
 
 
-def _settings(summary: dict[str, Any]) -> dict[str, Any]:
-    """A run's settings, flat: those at the summary's top level, its epochs, and `settings` (which runs
-    written before it existed lack)."""
-    top = {k: summary[k] for k in ("depth", "seed", "lr", "points", "test_points") if k in summary}
-    return top | summary.get("epochs", {}) | summary.get("settings", {})
-
-
 def variants(summaries: list[dict[str, Any]]) -> list[str]:
     """Per summary, the settings in which the runs differ ("lr=0.1, s1=tied"; "" where none do), so that
     two runs of one method and target (a sweep over lr, a folder holding Tables 1 and 3) get a row each.
     A setting some run does not record is not compared."""
-    settings = [_settings(s) for s in summaries]
+    settings = [settings_recorded(s) for s in summaries]
     shared = [k for k in settings[0] if all(k in st for st in settings)] if settings else []
     varying = [k for k in shared if len({json.dumps(st[k]) for st in settings}) > 1]
     return [", ".join(f"{k.split('.')[-1]}={st[k]}" for k in varying) for st in settings]
@@ -143,12 +89,22 @@ def to_markdown(df: pd.DataFrame) -> str:
     return flat.to_markdown(disable_numparse=True)
 
 
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}"}
+_TEX |= {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex(text: str) -> str:
+    """`text` as LaTeX source that typesets it literally (row labels hold `_`, `#`, `=`)."""
+    return "".join(_TEX.get(c, c) for c in str(text))
+
+
 def to_latex(df: pd.DataFrame) -> str:
     targets = list(dict.fromkeys(t for t, _ in df.columns))
     spec = "l" + "c" * len(df.columns)
-    head1 = " & ".join(f"\\multicolumn{{3}}{{c}}{{{t}}}" for t in targets)
-    head2 = " & ".join(k for _, k in df.columns)
-    body = [f"{m} & " + " & ".join(_sci(v).replace("—", "--") for v in row) + r" \\" for m, row in zip(df.index, df.values)]
+    head1 = " & ".join(f"\\multicolumn{{3}}{{c}}{{{tex(t)}}}" for t in targets)
+    head2 = " & ".join(tex(k) for _, k in df.columns)
+    cells = [[tex(_sci(v)).replace("—", "--") for v in row] for row in df.values]
+    body = [f"{tex(m)} & " + " & ".join(row) + r" \\" for m, row in zip(df.index, cells)]
     return "\n".join(
         [f"\\begin{{tabular}}{{{spec}}}", r"\hline", f"Method & {head1} \\\\", f" & {head2} \\\\", r"\hline", *body, r"\hline", r"\end{tabular}", ""]
     )

@@ -1,4 +1,4 @@
-"""Target functions on [0, 1] and the sampling grids they are fitted on (METHOD.md §1, §4).
+"""Target functions on [0, 1] and the sampling grids they are fitted on (docs/method.md §1, §4).
 
 Every target f satisfies f(0) ≈ 0 and f(1) ≈ 1, like the compositional network F(x) = x + σ Σ s_i W_i(x).
 The wave sign σ says on which side of the line y = x the target lies: σ = −1 (waves subtracted) for the

@@ -14,7 +14,7 @@ import sys
 import pandas as pd
 from common import provenance, stamp_dir, train
 
-from compnet.config import method_label
+from compnet.methods import method_label
 from compnet.paper import paper_value
 from compnet.tables import target_order
 

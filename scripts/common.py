@@ -1,7 +1,8 @@
-"""Shared by the scripts: run `compnet train` into a chosen folder and read back what it wrote."""
+"""Shared by the scripts: train into a chosen folder (in-process, through the Python API) and provenance."""
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
 import sys
@@ -9,10 +10,11 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from compnet.tables import find_runs
+import compnet
 
-# the console script of this interpreter's environment: `make paper` runs .venv/bin/python without activating it
+# the console script of this interpreter's environment: `make bench` times the command a user runs
 COMPNET = str(Path(sys.executable).with_name("compnet"))
+logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
 
 
 def stamp_dir(kind: str) -> Path:
@@ -23,16 +25,10 @@ def stamp_dir(kind: str) -> Path:
 def train(folder: Path, *overrides: str) -> list[dict]:
     """`compnet train OVERRIDES` with its run folder at `folder`; returns the summaries it wrote."""
     t0 = time.perf_counter()
-    cmd = [COMPNET, "train", *overrides, f"hydra.run.dir={folder}"]
-    print("$ compnet", " ".join(cmd[1:]), flush=True)
-    p = subprocess.run(cmd)
-    if p.returncode:
-        sys.exit(f"{' '.join(cmd)} failed with exit code {p.returncode}")
-    summaries, missing = find_runs([folder])
-    if missing:
-        sys.exit(f"incomplete run: {missing}")
+    print("$ compnet train", " ".join(overrides), f"  # -> {folder}", flush=True)
+    run = compnet.train(*overrides, out=folder)
     print(f"  ({time.perf_counter() - t0:.1f} s)\n", flush=True)
-    return summaries
+    return run.summaries
 
 
 def commit() -> str:

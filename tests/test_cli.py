@@ -54,7 +54,8 @@ def test_top_level_help_and_unknown_command(capsys):
 def test_train_leaves_a_complete_run_folder(tmp_path):
     compnet(tmp_path, "train", "target=x3", "init=manifold", *TINY)
     (run,) = run_dirs(tmp_path)
-    assert len(run.name.split("-")[-1]) == 6  # microseconds: two runs in one second never share a folder
+    assert run.name.endswith("-train")
+    assert len(run.name.split("-")[-2]) == 6  # microseconds: two runs in one second never share a folder
     for f in ("trials.csv", "summary.json", "losses.npz", "weights.npz", "fit.png", "loss.png", "layers.png", "train.log"):
         assert (run / f).is_file(), f
     assert (run / ".hydra" / "config.yaml").is_file()
@@ -85,7 +86,7 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
 def test_sweep_and_table(tmp_path):
     compnet(tmp_path, "train", "-m", "target=x3,x11", "init=kaiming,manifold", *TINY, "plots=false")
     (sweep,) = run_dirs(tmp_path)
-    assert sweep.name.endswith("-multirun")
+    assert sweep.name.endswith("-train-multirun")
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
     assert len(jobs) == 4 and all((j / "summary.json").is_file() for j in jobs)
     p = compnet(tmp_path, "table", str(sweep))

@@ -5,7 +5,8 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from compnet.config import ConfigError, plan, register, validate, validate_regions
+from compnet.config import ConfigError, register, validate, validate_regions
+from compnet.methods import plan
 
 
 register()

@@ -14,7 +14,7 @@ from compnet.config import ConfigError, TrainConf, validate
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, encode, forward, law_scales, layer_tensors
 from compnet.targets import get_target, train_grid
-from compnet.train import mse
+from compnet.stages import mse
 
 f64 = torch.float64
 needs_kernel = pytest.mark.skipif(kernel.unavailable() is not None, reason=f"no fused kernel here: {kernel.unavailable()}")

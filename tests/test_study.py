@@ -11,8 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from compnet import study
-from compnet.config import RegionsConf
+from compnet import commands, study
+from compnet.api import compose
 from compnet.init import draw_peaks, generators, random_weights
 from compnet.model import Shapes, encode, law_scales, to_sequential
 from compnet.regions import regions
@@ -20,8 +20,13 @@ from compnet.regions import regions
 f64 = torch.float64
 
 
-def conf(**overrides):
-    return OmegaConf.merge(OmegaConf.structured(RegionsConf), overrides)
+def conf(**kw):
+    """The config `compnet regions KEY=VALUE ...` runs."""
+
+    def value(v):
+        return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else "null" if v is None else str(v)
+
+    return compose(*(f"{k}={value(v)}" for k, v in kw.items()), command="regions")
 
 
 def compositional(depth: int, trials: int, seed: int = 0) -> torch.Tensor:
@@ -72,7 +77,8 @@ def test_hanin_rolnick_constant_of_default_init():
 
 def test_main_writes_the_csv_and_prints_the_tables(tmp_path, capsys):
     cfg = conf(inits=["kaiming", "manifold"], depths=[1, 2, 3], widths=[4, 8], width_depths=[1, 2], draws=3, plots=False)
-    study.main(cfg, tmp_path)
+    _, report = commands.regions(cfg, tmp_path)
+    print(report)
     csv = pd.read_csv(tmp_path / "regions.csv", keep_default_na=False)
     assert list(csv.columns) == study.COLUMNS
     assert len(csv) == 3 * (2 * 3 + 1 * 2 * 2)
@@ -100,7 +106,8 @@ def test_from_run_counts_every_stored_stage_and_trial(tmp_path, capsys):
     pre = compositional(4, 2, seed=1).numpy().astype(np.float32)
     _run_folder(tmp_path / "exp" / "x3-other", 4, {"start": pre, "pretrained": pre, "final": pre})
     (tmp_path / "out").mkdir()
-    frame = study.main(conf(from_run=str(tmp_path / "exp"), plots=True), tmp_path / "out")
+    frame, report = commands.regions(conf(from_run=str(tmp_path / "exp"), plots=True), tmp_path / "out")
+    print(report)
     assert set(frame.study) == {"trained"}
     one = frame[frame.run == "x3-enforced"]
     assert list(zip(one.stage, one.draw)) == [("start", 0), ("start", 1), ("final", 0)]
@@ -113,11 +120,9 @@ def test_from_run_counts_every_stored_stage_and_trial(tmp_path, capsys):
     assert "x3-enforced" in capsys.readouterr().out
 
 
-def test_from_run_without_runs_fails(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        study.main(conf(from_run=str(tmp_path)), tmp_path)
-    assert e.value.code == 1
-    assert "no run" in capsys.readouterr().err
+def test_from_run_without_runs_fails(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run with weights"):
+        commands.regions(conf(from_run=str(tmp_path)), tmp_path)
     assert not (tmp_path / "regions.csv").exists()
 
 

@@ -4,11 +4,17 @@ import json
 import math
 from pathlib import Path
 
-from compnet.tables import find_runs, table, to_markdown
+from compnet.runs import find_runs
+from compnet.tables import table, to_markdown
 
 
-def summary(method: str, target: str, mean: float, **top) -> dict:
-    """What report.summary_of writes, cut to what tables read: settings at the top level and in `settings`."""
+# in the schema's order, as runs.settings_of records them
+SETTINGS = {"regime.pretrain_epochs": 1000, "regime.finetune_epochs": 1000, "regime.direct_epochs": 1000, "model.s1": "trainable"}
+SETTINGS |= {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0, "dtype": "float32"}
+
+
+def summary(method: str, target: str, mean: float, **settings) -> dict:
+    """What runs.summary_of writes, cut to what tables read."""
     return {
         "method": method,
         "target": target,
@@ -16,14 +22,17 @@ def summary(method: str, target: str, mean: float, **top) -> dict:
         "mean_mse": mean,
         "n_collapsed": 1,
         "n_trials": 30,
-        "depth": 5,
-        "seed": 0,
-        "lr": 0.001,
-        "points": 500,
         "test_points": 0,
-        "epochs": {"pretrain_epochs": 1000, "finetune_epochs": 1000, "direct_epochs": 1000},
-        "settings": {"dtype": "float32", "model.s1": "trainable"},
-    } | top
+        "settings": SETTINGS | {k.replace("__", "."): v for k, v in settings.items()},
+    }
+
+
+def legacy(s: dict) -> dict:
+    """The same summary as written before `settings` held every setting."""
+    top = {k: s["settings"][k] for k in ("depth", "seed", "lr", "points", "test_points")}
+    epochs = {k.split(".")[1]: v for k, v in s["settings"].items() if k.startswith("regime.")}
+    rest = {k: v for k, v in s["settings"].items() if k not in top and k not in SETTINGS or k in ("dtype", "model.s1")}
+    return {k: v for k, v in s.items() if k != "settings"} | top | {"epochs": epochs, "settings": rest}
 
 
 def test_paper_order_of_rows_and_columns():
@@ -49,9 +58,9 @@ def test_a_repeated_cell_is_numbered_not_overwritten():
     assert math.isnan(df.loc["Default network #2", ("x11", "Mean")])
 
 
-def test_settings_inside_summary_settings_and_epochs_tell_runs_apart():
-    tied = summary("enforced", "x3", 2e-6, settings={"dtype": "float32", "model.s1": "tied"})
-    longer = summary("enforced", "x3", 1e-6, epochs={"pretrain_epochs": 1000, "finetune_epochs": 2000, "direct_epochs": 1000})
+def test_every_setting_tells_runs_apart():
+    tied = summary("enforced", "x3", 2e-6, model__s1="tied")
+    longer = summary("enforced", "x3", 1e-6, regime__finetune_epochs=2000)
     labels = list(table([summary("enforced", "x3", 4e-7), tied, longer]).index)
     assert labels == [  # variants of one method in alphabetical order
         "Differentiability enforced (finetune_epochs=1000, s1=tied)",
@@ -61,11 +70,15 @@ def test_settings_inside_summary_settings_and_epochs_tell_runs_apart():
 
 
 def test_runs_written_before_settings_existed_compare_by_what_they_hold():
-    """Old summaries have no `settings` (and no `epochs`): only what both record is compared."""
+    """Older summaries kept some settings at the top level and the epochs apart, or had no `settings`:
+    they are read under today's names, and only what both runs record is compared."""
     new = summary("default", "x3", 1e-2)
-    old = {k: v for k, v in summary("default", "x3", 2e-2).items() if k not in ("settings", "epochs")}
+    old = legacy(summary("default", "x3", 2e-2))
     assert list(table([new, old]).index) == ["Default network", "Default network #2"]
-    assert list(table([new, old | {"lr": 0.1}]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
+    older = legacy(summary("default", "x3", 2e-2, lr=0.1, regime__direct_epochs=2000))
+    assert list(table([new, older]).index) == ["Default network (direct_epochs=1000, lr=0.001)", "Default network (direct_epochs=2000, lr=0.1)"]
+    oldest = {k: v for k, v in older.items() if k not in ("settings", "epochs")}
+    assert list(table([new, oldest]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
 
 
 def test_a_missing_cell_shows_a_dash():

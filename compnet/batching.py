@@ -1,0 +1,134 @@
+"""Running a batch of trials on every core: one slice of the trials per worker thread, one progress bar.
+
+Trials never interact, so slicing changes nothing but the batch size each step sees (trial i is bit for bit
+the same alone, beside 4 others or beside 129, on 1 or 2 threads: tested). Each thread runs with one
+intra-op thread: the ops are too small for torch's intra-op threads to pay, and the fused kernel's C call
+releases the GIL. glibc is told to keep freed memory instead of handing it back to the kernel, which
+otherwise zero-fills fresh pages for every large tensor of every step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import torch
+
+from compnet.optim import Fit, Report
+
+# Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
+# brings (make bench: 30 trials train faster on one worker).
+MIN_TRIALS_PER_WORKER = 64
+
+
+class Progress:
+    """One tqdm bar for a batch trained in slices (one per worker thread), on an interactive terminal only
+    (log files and CI output stay clean): epochs done by the slowest slice, best and median loss over the
+    live trials of all slices."""
+
+    def __init__(self, desc: str, epochs: int, slices: int) -> None:
+        self.bar = None
+        if epochs and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+        self.steps = [0] * slices
+        self.live: list[torch.Tensor] = [torch.empty(0)] * slices
+        self.lock = threading.Lock()
+
+    def reporter(self, i: int) -> Report | None:
+        if self.bar is None:
+            return None
+        return lambda step, loss, alive: self._report(i, step, loss[alive])
+
+    def _report(self, i: int, step: int, live: torch.Tensor) -> None:
+        with self.lock:
+            self.steps[i], self.live[i] = step, live
+            every = torch.cat(self.live)
+            if every.numel():
+                self.bar.set_postfix(best=f"{every.min().item():.2e}", median=f"{every.median().item():.2e}", refresh=False)
+            self.bar.update(min(self.steps) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def workers_default() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache  # process-wide: once is enough
+def keep_freed_memory() -> None:
+    """glibc only: serve large tensors from the heap and never trim it (no page-fault storm per step)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    libc.mallopt(M_TOP_PAD, 64 << 20)
+
+
+def alone(pair: Fit) -> Fit:
+    """A single trial is trained beside a copy of itself, then the copy dropped: with torch's ops a batch of
+    one takes BLAS's matrix-vector path, whose sums round differently, and trial i would not be bit for bit
+    what it is in any larger batch (where its numbers do not depend on the batch size). The fused kernel
+    needs no such care; the copy costs it one trial's work."""
+    return Fit([p[:1] for p in pair.params], pair.history[:, :1], pair.diverged[:1])
+
+
+def chunked(
+    fit_chunk: Callable[[slice | torch.Tensor, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int
+) -> Fit:
+    """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together."""
+    keep_freed_memory()
+    n = max(1, min(workers, trials // MIN_TRIALS_PER_WORKER))
+    bounds = [round(i * trials / n) for i in range(n + 1)]
+    slices = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    progress = Progress(desc, epochs, n)
+    if n == 1:
+        try:
+            if trials == 1:  # see `alone`
+                return alone(fit_chunk(torch.zeros(2, dtype=torch.long), progress.reporter(0)))
+            return fit_chunk(slices[0], progress.reporter(0))
+        finally:
+            progress.close()
+
+    def work(i: int) -> Fit:
+        torch.set_num_threads(1)
+        return fit_chunk(slices[i], progress.reporter(i))
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            fits = list(pool.map(work, range(n)))
+    finally:
+        torch.set_num_threads(threads)
+        progress.close()
+    return Fit(
+        [torch.cat(ps) for ps in zip(*(f.params for f in fits))],
+        torch.cat([f.history for f in fits], 1),
+        torch.cat([f.diverged for f in fits]),
+    )
+
+
+class Stopwatch:
+    """Accumulates the wall time spent inside `with` blocks (training only, not start-up or writing)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.perf_counter() - self._t0

@@ -1,0 +1,154 @@
+"""What each command does once configured: the plain functions the command line, the Python API, the
+scripts and the tests all call.
+
+- `train(cfg, out)`: train every cell of a configuration, write each cell's run folder under `out` (nothing
+  when `out` is None), and return the `Run`;
+- `regions(cfg, out)`: the linear-region study (or the counts of saved runs), regions.csv and regions.png;
+- `table(paths, ...)`, `plot(paths)`: tables and figures from finished run folders; they return exit codes.
+- `train_job`, `regions_job`: the Hydra tasks, which take the run folder from Hydra and print tables.
+
+Bad values raise `config.ConfigError` before any work; nothing here calls sys.exit, so one bad job of a
+sweep fails that job, not the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from compnet import config
+
+log = logging.getLogger("compnet")
+
+
+def train(cfg: Any, out: Path | None) -> Any:
+    """Train the cells of `cfg`; write them under `out` (a run folder, or one folder per cell of an
+    experiment) unless it is None. Returns a `runs.Run`."""
+    config.validate(cfg)
+    from compnet import experiment, kernel, runs, tables
+
+    if cfg.engine == "auto" and (why := kernel.unavailable()):
+        log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
+    results, wall = experiment.run(cfg)
+    single = len(results) == 1 and not cfg.experiment.methods and not cfg.experiment.targets
+    metric = "test_mse" if cfg.test_points else "mse"  # what a table shows: held-out MSE where there is one
+    cells = []
+    for r in results:
+        trials = runs.trials_frame(r)
+        summary = runs.summary_of(r, trials, cfg, wall, len(results))
+        if out is not None:
+            folder = out if single else out / r.cell.name
+            runs.write_cell(folder, r, trials, summary, draw=cfg.plots)
+            summary["folder"] = str(folder)
+        cells.append((summary, trials))
+        log.info(
+            "%-22s %s min %.2e  mean %.2e  collapsed %d/%d  diverged %d",
+            r.cell.name,
+            metric.replace("_", " "),
+            summary[f"min_{metric}"],
+            summary[f"mean_{metric}"],
+            summary["n_collapsed"],
+            summary["n_trials"],
+            summary["n_diverged"],
+        )
+    log.info("trained %d networks in %.1f s%s", len(results) * cfg.trials, wall, f" -> {out}" if out else "")
+    run = runs.Run.of(cells, out)
+    if out is not None and not single:
+        tables.write_tables(out, tables.table(run.summaries, metric))
+        if cfg.plots:
+            from compnet import plots
+
+            plots.draw_trials(out, run.summaries, metric)
+    return run
+
+
+def regions(cfg: Any, out: Path | None) -> Any:
+    """Count the networks `cfg` asks for; write regions.csv (and regions.png) into `out`. Returns the
+    counts (pandas, one row per network) and the report printed by `regions_job`."""
+    config.validate_regions(cfg)
+    from compnet import study
+
+    clock = time.perf_counter()
+    trained = cfg.from_run is not None
+    if trained:
+        path = Path(cfg.from_run)
+        frame = study.run_rows(path.parent if path.is_file() else path, cfg.lo, cfg.hi)
+        if frame.empty:
+            raise FileNotFoundError(f"no run with weights (summary.json, weights.npz) under {path}")
+    else:
+        frame = study.init_rows(cfg)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "regions.csv", index=False)
+        if cfg.plots:
+            from compnet import plots
+
+            (plots.draw_region_runs if trained else plots.draw_region_study)(frame, out / "regions.png", cfg.lo, cfg.hi)
+    log.info("counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, out)
+    return frame, study.report(frame, trained)
+
+
+def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot: bool = True) -> int:
+    """`compnet table`: the paper's table of every finished run under `paths`, written to `out` (default:
+    the folder holding them); unfinished jobs are named on stderr and in table.md."""
+    from compnet import runs, tables
+
+    summaries, missing = runs.find_runs(paths)
+    for m in missing:
+        print(f"compnet table: missing: {m}", file=sys.stderr)
+    if not summaries:
+        print(f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    if out is None:
+        out = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
+        out = out.parent if out.is_file() else out
+    out.mkdir(parents=True, exist_ok=True)
+    metric = tables.metric_of(summaries)
+    print(tables.write_tables(out, tables.table(summaries, metric), missing))
+    if paper:
+        print("\n" + tables.write_comparison(out, summaries))
+    if plot:
+        from compnet import plots
+
+        plots.draw_trials(out, summaries, metric)
+    print(f"\nwrote {', '.join(str(out / f) for f in tables.TABLE_FILES)}", file=sys.stderr)
+    return 0
+
+
+def plot(paths: list[Path]) -> int:
+    """`compnet plot`: redraw every run folder's figures from what it holds on disk."""
+    from compnet import plots
+
+    folders = sorted({f.parent for path in paths for f in path.rglob("summary.json")})
+    if not folders:
+        print(f"compnet plot: error: no run (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
+        return 1
+    for folder in folders:
+        for f in plots.draw_run(folder):
+            print(f)
+    return 0
+
+
+def _output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def train_job(cfg: Any) -> None:
+    """The Hydra task of `compnet train`: train into Hydra's run folder, print an experiment's table."""
+    from compnet import tables
+
+    run = train(cfg, _output_dir())
+    if len(run.summaries) > 1 or cfg.experiment.methods or cfg.experiment.targets:
+        print(tables.to_markdown(tables.table(run.summaries, tables.metric_of(run.summaries))))
+
+
+def regions_job(cfg: Any) -> None:
+    """The Hydra task of `compnet regions`."""
+    _, report = regions(cfg, _output_dir())
+    print(report)

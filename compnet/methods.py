@@ -1,0 +1,98 @@
+"""The paper's vocabulary: initialisations, training regimes, the methods of its tables, and cells.
+
+A method is an (initialisation, regime) pair, a row of the paper's Tables 1–3 (docs/method.md §4, §6):
+random inits train their raw weights directly; peak inits (manifold, compositional) may first pretrain
+their peaks and scales through the encoding. A cell is one (target, method) pair with `trials` trials: one
+row-and-column entry of a table. `plan` turns a configuration into its cells.
+
+Nothing here imports torch or Hydra: the command line reads these tables to register its config groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+RANDOM_INITS = ("kaiming", "rai", "raai")
+PEAK_INITS = ("manifold", "compositional")  # start from peaks a_1 … a_{d+1}
+INITS = RANDOM_INITS + PEAK_INITS
+REGIMES = ("auto", "direct", "pretrain")
+
+# one line each in `compnet train --help`
+INIT_HELP = {
+    "kaiming": "PyTorch's nn.Linear default (the paper's Default network)",
+    "rai": "randomized asymmetric initialisation (Lu et al. 2020)",
+    "raai": "anti-correlated RAI (Singh & Sreejith 2021), a reconstruction",
+    "manifold": "peaks ~ U(init.peak_low, init.peak_high), scales from the differentiability law",
+    "compositional": "the same peaks, every scale its own parameter (differentiability not enforced)",
+}
+REGIME_HELP = {
+    "auto": "pretrain for inits with peaks, direct for random ones",
+    "direct": "Adam on the raw weights for regime.direct_epochs",
+    "pretrain": "Adam on peaks and scales, then a fresh Adam on the raw weights",
+}
+
+
+class Method(NamedTuple):
+    init: str
+    regime: str  # direct | pretrain
+    label: str  # the paper's name for the row
+
+
+# the paper's rows, in its order
+METHODS: dict[str, Method] = {
+    "default": Method("kaiming", "direct", "Default network"),
+    "rai": Method("rai", "direct", "RAI distribution"),
+    "raai": Method("raai", "direct", "RAAI distribution"),
+    "no_pretraining": Method("manifold", "direct", "No pretraining"),
+    "not_enforced": Method("compositional", "pretrain", "Differentiability not enforced"),
+    "enforced": Method("manifold", "pretrain", "Differentiability enforced"),
+}
+
+
+def resolve_regime(init: str, regime: str) -> str:
+    """`auto`: pretrain when the init has peaks to pretrain, else train the weights directly."""
+    if regime == "auto":
+        return "pretrain" if init in PEAK_INITS else "direct"
+    return regime
+
+
+def method_of(init: str, regime: str) -> str:
+    """The paper's method key of an (init, regime) pair, or `init-regime` for a pair it did not run."""
+    regime = resolve_regime(init, regime)
+    for key, m in METHODS.items():
+        if (m.init, m.regime) == (init, regime):
+            return key
+    return f"{init}-{regime}"
+
+
+def method_label(method: str) -> str:
+    return METHODS[method].label if method in METHODS else method
+
+
+def method_order(method: str) -> int:
+    keys = list(METHODS)
+    return keys.index(method) if method in keys else len(keys)
+
+
+@dataclass(frozen=True)
+class Cell:
+    target: str
+    method: str
+    init: str
+    regime: str  # direct | pretrain
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.method}"
+
+
+def plan(cfg: Any) -> list[Cell]:
+    """The cells a configuration trains: every target × every method (or its one init + regime)."""
+    targets = list(cfg.experiment.targets) or [cfg.target.name]
+    if cfg.experiment.methods:
+        methods = [(m, METHODS[m].init, METHODS[m].regime) for m in cfg.experiment.methods]
+    else:
+        init, regime = cfg.init.name, resolve_regime(cfg.init.name, cfg.regime.name)
+        methods = [(method_of(init, regime), init, regime)]
+    return [Cell(t, m, i, r) for t in targets for m, i, r in methods]

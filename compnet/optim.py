@@ -1,0 +1,77 @@
+"""Adam over trial-stacked parameters: one optimiser for every trial of a batch (paper §4: full batch, Adam).
+
+All trials' parameters are stacked along a leading trial axis T and the loss is the sum of the per-trial
+losses, so the gradient with respect to trial t's parameters is exactly that of trial t's own loss; Adam
+acts elementwise, hence one Adam over the stacked tensors equals one Adam per trial. A trial whose loss
+turns NaN or infinite is frozen where it stands and marked diverged. Nothing here knows about networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+Report = Callable[[int, torch.Tensor, torch.Tensor], None]  # (step, per-trial loss, alive) every 25 steps
+
+
+@dataclass
+class Fit:
+    params: list[torch.Tensor]
+    history: torch.Tensor  # [epochs + 1, T]: loss after 0 … epochs steps
+    diverged: torch.Tensor  # [T] bool
+
+
+def adam(
+    params: list[torch.Tensor],
+    loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
+    epochs: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    report: Report | None = None,
+) -> Fit:
+    """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T], either with
+    autograd history or, having written d loss_t / d params into the leaves' `.grad` itself, without.
+
+    All parameters live in one flat buffer and their gradients in another (parameter after parameter,
+    each [T, ...] block contiguous), so an update is a few ops over one tensor however many parameters
+    there are, and autograd accumulates every gradient in place into its slot. A parameter the loss does
+    not use (a tied s_1) keeps a zero gradient, hence zero moments and exactly zero steps."""
+    sizes = [p.numel() for p in params]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    grad, m, v = torch.zeros_like(flat), torch.zeros_like(flat), torch.zeros_like(flat)
+    leaves = []
+    for p, pf, gf in zip(params, flat.split(sizes), grad.split(sizes)):
+        leaf = pf.view(p.shape).requires_grad_(True)
+        leaf.grad = gf.view(p.shape)
+        leaves.append(leaf)
+    b1, b2 = betas
+    with torch.no_grad():
+        loss = loss_fn(leaves)
+    T = loss.shape[0]
+    history = torch.empty(epochs + 1, T, dtype=loss.dtype)
+    alive = torch.ones(T, dtype=torch.bool)
+    keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
+    for step in range(1, epochs + 1):
+        loss = loss_fn(leaves)
+        history[step - 1] = loss.detach()
+        alive &= torch.isfinite(loss.detach())
+        if loss.requires_grad:  # else loss_fn wrote the gradients itself (the fused raw stage)
+            grad.zero_()
+            torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
+        bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
+        with torch.no_grad():
+            if int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
+                keep, n_alive = torch.cat([alive.repeat_interleave(n // T) for n in sizes]), int(alive.sum())
+            g = torch.where(keep, grad, 0.0)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            flat.addcdiv_(torch.where(keep, m, 0.0), (v.sqrt() / bc2).add_(eps), value=-lr / bc1)
+        if report is not None and (step % 25 == 0 or step == epochs):
+            report(step, history[step - 1], alive)
+    with torch.no_grad():
+        history[epochs] = loss_fn(leaves)
+    alive &= torch.isfinite(history[epochs])
+    return Fit([leaf.detach() for leaf in leaves], history, ~alive)

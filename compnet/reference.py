@@ -1,0 +1,61 @@
+"""Independent references for the batched engine: what a researcher writes without compnet.
+
+One trial at a time, an `nn.Sequential` and its own `torch.optim.Adam` (raw stage), or Adam on (θ, s_1)
+through the closed form F(x) = x + σ Σ s_i W_i(x) (pretraining, docs/method.md §1–2): no batching, no
+encoding, no hand-written optimiser. The tests hold the engine to these, and `make bench` times the first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compnet.model import PEAK_CLAMP, Shapes, closed_form, law_scales, to_sequential
+
+
+def raw_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> torch.Tensor:
+    """Final raw weights [T, P]: per trial an nn.Sequential from `start` [T, P] and its own Adam, full batch."""
+    finals = []
+    for t in range(start.shape[0]):
+        net = to_sequential(shapes.split(start), t)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = ((net(x[:, None])[:, 0] - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        finals.append(torch.cat([p.detach().flatten() for m in linears for p in (m.weight, m.bias)]))
+    return torch.stack(finals)
+
+
+def pretrain_loop(
+    peaks: torch.Tensor, sign: float, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, s1_free: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One trial's pretraining on the manifold with clamped peaks: Adam on θ [d+1] (and s_1 unless tied)
+    through the closed form. Returns θ and s_1."""
+    theta = peaks.clone().requires_grad_(True)
+    s1 = law_scales(peaks)[0].clone().requires_grad_(s1_free)
+    opt = torch.optim.Adam([theta, s1] if s1_free else [theta], lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        a = theta.clamp(*PEAK_CLAMP)
+        loss = ((closed_form(x, a, law_scales(a, s1 if s1_free else None), sign) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return theta.detach(), s1.detach()
+
+
+def free_pretrain_loop(
+    peaks: torch.Tensor, sign: float, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One trial of "differentiability not enforced": Adam on θ [d+1] and every scale s [d] as free
+    parameters through the closed form, starting on the manifold. Returns θ and s."""
+    theta = peaks.clone().requires_grad_(True)
+    s = law_scales(peaks).clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta, s], lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = ((closed_form(x, theta.clamp(*PEAK_CLAMP), s, sign) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return theta.detach(), s.detach()

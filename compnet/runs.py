@@ -1,0 +1,232 @@
+"""The run folder, in both directions: what a trained cell leaves on disk, and reading it back.
+
+A run folder (one cell) holds:
+- trials.csv   one row per trial: trial, seed, mse (final), mse_init, [mse_pretrain], [test_mse], diverged,
+               collapsed, pieces_init, [pieces_pretrain], pieces_final, wasted_final (−1: diverged);
+- summary.json target, method, init, regime, n_trials, min/mean/median/max MSE over the finite trials,
+               n_collapsed, n_diverged, wall_seconds (training only), region means over the finite trials,
+               every setting that can change the numbers (`settings`, from the schema), and what
+               produced it (`produced_by`: versions, CPU, engine); written last, its presence marks a
+               finished cell;
+- losses.npz   per-epoch loss of every trial: loss_train [E+1, T] and, after pretraining, loss_pretrain;
+- weights.npz  raw weights [T, P] at start, after pretraining and at the end, and the training points x.
+
+An experiment's run folder holds one such folder per cell; a Hydra sweep folder one run folder per job.
+`load_run` reads any of them back into the `Run` that `compnet.train` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from compnet.config import setting_keys
+from compnet.experiment import CellResult
+from compnet.methods import method_label
+
+SUMMARY = "summary.json"
+STATS = ("min", "mean", "median", "max")
+
+
+@dataclass
+class Run:
+    """What `compnet.train` returns and `load_run` reads back."""
+
+    trials: pd.DataFrame  # one row per trial: the columns of trials.csv, then `cell` (and `run` in a sweep)
+    summaries: list[dict[str, Any]]  # one per cell, as in summary.json (plus `folder` where one was written)
+    folder: Path | None  # where it was written, or None
+    missing: list[str] = field(default_factory=list)  # jobs or cells that did not finish
+
+    @classmethod
+    def of(cls, cells: list[tuple[dict[str, Any], pd.DataFrame]], folder: Path | None, missing: list[str] = ()) -> Run:
+        names = [f"{s['target']}-{s['method']}" for s, _ in cells]
+        frames = [trials.assign(cell=name) for name, (_, trials) in zip(names, cells)]
+        if len(set(names)) < len(names):  # a sweep over a setting: the same cell in several jobs
+            frames = [f.assign(run=str(Path(s["folder"]).relative_to(folder))) for f, (s, _) in zip(frames, cells)]
+        trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return cls(trials, [s for s, _ in cells], folder, list(missing))
+
+
+def trials_frame(r: CellResult) -> pd.DataFrame:
+    cols: dict[str, Any] = {"trial": range(len(r.seeds)), "seed": r.seeds, "mse": r.mse.tolist()}
+    cols["mse_init"] = r.mse_init.tolist()
+    if r.mse_pretrain is not None:
+        cols["mse_pretrain"] = r.mse_pretrain.tolist()
+    if r.test_mse is not None:
+        cols["test_mse"] = r.test_mse.tolist()
+    cols["diverged"] = r.diverged.tolist()
+    cols["collapsed"] = r.collapsed.tolist()
+    cols |= {f"pieces_{stage}": counts for stage, counts in r.pieces.items()}
+    cols["wasted_final"] = r.wasted_final
+    return pd.DataFrame(cols)
+
+
+def _stats(values: pd.Series, name: str) -> dict[str, float]:
+    """min/mean/median/max over the finite values (diverged trials are counted apart)."""
+    v = values[np.isfinite(values)]
+    return {f"{k}_{name}": (float(getattr(v, k)()) if len(v) else math.nan) for k in STATS}
+
+
+def settings_of(cfg: Any, engine: str) -> dict[str, Any]:
+    """Every setting that can change a cell's numbers (the schema's non-inert keys), flat; the engine as it
+    ran (`auto` resolved): the two engines round differently."""
+    settings = {k: OmegaConf.select(cfg, k) for k in setting_keys()}
+    return {k: getattr(v, "value", v) for k, v in settings.items()} | {"engine": engine}
+
+
+def settings_recorded(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary's settings, flat. Summaries written before `settings` held every setting (before 0.2)
+    kept depth, seed, lr, points and test_points at the top level and the epochs apart: read them under
+    today's names, so that old and new runs compare by what both record."""
+    settings = dict(summary.get("settings", {}))
+    if "lr" not in settings:
+        settings |= {k: summary[k] for k in ("depth", "seed", "lr", "points", "test_points") if k in summary}
+        settings |= {f"regime.{k}": v for k, v in summary.get("epochs", {}).items()}
+    return settings
+
+
+def produced_by() -> dict[str, Any]:
+    import torch
+
+    from compnet import __version__, kernel
+
+    return {"compnet": __version__, "torch": torch.__version__, "python": platform.python_version()} | getattr(kernel, "describe", dict)()  # TODO(kernel branch)
+
+
+def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:
+    finite = ~trials["diverged"]
+    s: dict[str, Any] = {
+        "experiment": cfg.experiment.name,
+        "target": r.cell.target,
+        "method": r.cell.method,
+        "method_label": method_label(r.cell.method),
+        "init": r.cell.init,
+        "regime": r.cell.regime,
+        "n_trials": len(trials),
+        **_stats(trials["mse"], "mse"),
+        "n_collapsed": int(trials["collapsed"].sum()),
+        "n_diverged": int(trials["diverged"].sum()),
+        "var_target": r.var_target,
+        "wall_seconds": wall,
+        "cells_in_batch": n_cells,
+    }
+    if "test_mse" in trials:
+        s |= _stats(trials["test_mse"], "test_mse")
+    if "mse_pretrain" in trials:
+        s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"], "mse_pretrain")["mean_mse_pretrain"]
+    for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
+        s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
+    s |= {
+        "depth": cfg.depth,
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "points": cfg.points,
+        "test_points": cfg.test_points,
+        "epochs": {k: cfg.regime[k] for k in ("pretrain_epochs", "finetune_epochs", "direct_epochs")},
+        "settings": settings_of(cfg, r.engine),
+        "produced_by": produced_by(),
+    }
+    return s
+
+
+def write_cell(folder: Path, r: CellResult, trials: pd.DataFrame, summary: dict[str, Any], draw: bool = False) -> None:
+    """Everything of a cell, its figures (`draw`) drawn from what is on disk, then summary.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    losses = {"loss_train": r.loss_train.numpy()}
+    weights = {"start": r.start.numpy(), "final": r.final.numpy(), "x": r.x.numpy()}
+    if r.loss_pretrain is not None:
+        losses["loss_pretrain"] = r.loss_pretrain.numpy()
+        weights["pretrained"] = r.pretrained.numpy()
+    np.savez_compressed(folder / "losses.npz", **losses)
+    np.savez_compressed(folder / "weights.npz", **weights)
+    trials.to_csv(folder / "trials.csv", index=False)
+    if draw:
+        from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
+
+        plots.draw_run(folder, summary)
+    write_summary(folder, summary)
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> None:
+    """summary.json, last and atomically: its presence marks a finished cell. NaN (no finite trial) is
+    written as null, which standard JSON readers accept."""
+    clean = {k: v for k, v in summary.items() if k != "folder"}
+    text = json.dumps(_nulls(clean), indent=2, allow_nan=False) + "\n"
+    tmp = folder / f".{SUMMARY}.tmp"
+    tmp.write_text(text)
+    tmp.replace(folder / SUMMARY)
+
+
+def _nulls(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nulls(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nulls(x) for x in v]
+    return v
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    """A cell's summary, statistics without a finite trial as NaN (null on disk), and its folder."""
+    s = json.loads((folder / SUMMARY).read_text())
+    for k, v in s.items():
+        if v is None and k.split("_", 1)[0] in STATS:
+            s[k] = math.nan
+    return s | {"folder": str(folder)}
+
+
+def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Summaries of every finished cell under `paths`, and the folders of runs that did not finish.
+
+    A folder is an unfinished run when Hydra started a job there (.hydra/) but neither it nor any folder
+    below it holds a summary.json: a failed, interrupted or still-running job.
+    """
+    summaries, missing = [], []
+    for path in paths:
+        if not path.exists():
+            missing.append(f"{path} (no such file or folder)")
+            continue
+        if path.is_file():  # a run's summary.json (or any file in it) names its run folder
+            path = path.parent
+        summaries += [read_summary(f.parent) for f in sorted(path.rglob(SUMMARY))]
+        for h in sorted(path.rglob(".hydra")):
+            job = h.parent
+            if not any(job.rglob(SUMMARY)):
+                missing.append(f"{job} (no summary.json: failed or interrupted)")
+            else:
+                missing += _missing_cells(job)
+    return summaries, missing
+
+
+def _missing_cells(job: Path) -> list[str]:
+    """Cells an experiment run planned (its .hydra/config.yaml) but did not write."""
+    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    exp = cfg.get("experiment", {})
+    if not exp.get("methods"):
+        return []
+    return [
+        f"{job / f'{t}-{m}'} (planned by the experiment, not written)"
+        for t in exp.get("targets") or [cfg.target.name]
+        for m in exp.methods
+        if not (job / f"{t}-{m}" / SUMMARY).exists()
+    ]
+
+
+def load_run(path: str | Path) -> Run:
+    """Any run, experiment or sweep folder (or a file in a run folder) as a `Run`."""
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    summaries, missing = find_runs([path])
+    if not summaries:
+        raise FileNotFoundError(f"no finished run (summary.json) under {path}")
+    cells = [(s, pd.read_csv(Path(s["folder"]) / "trials.csv")) for s in summaries]
+    return Run.of(cells, root, missing)

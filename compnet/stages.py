@@ -1,0 +1,77 @@
+"""The two training stages of the paper (docs/method.md §4), on a batch of trials.
+
+- pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
+  them by `model.Reparam.layers` at every step, so gradients reach the peaks;
+- raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
+
+The loss of trial t is its MSE on the training points, mean_n (f_t(x_n) − y_tn)², computed either by
+torch's ops (`model.forward`, the reference) or by the fused C kernel (`kernel.py`), which does the
+forward and backward pass in one call; torch keeps the rest (the encoding, Adam).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compnet import kernel
+from compnet.batching import chunked
+from compnet.model import Layer, Reparam, Shapes, forward, layer_pairs, layer_tensors
+from compnet.optim import Fit, Report, adam
+
+
+def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((pred - y) ** 2).mean(-1)
+
+
+def batch_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Per-trial training loss [T]: by the fused kernel, or by torch's ops (the reference it is tested against)."""
+    return kernel.mlp_mse(layers, x, y) if fused else mse(forward(layers, x), y)
+
+
+def pretrain(
+    reparam: Reparam,
+    peaks: torch.Tensor,
+    free: torch.Tensor,
+    sign: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    workers: int = 1,
+    fused: bool = False,
+) -> Fit:
+    """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
+
+    def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
+        f, sg = free[sl], sign[sl]
+
+        def loss(p: list[torch.Tensor]) -> torch.Tensor:
+            return batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)
+
+        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report)
+
+    return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
+
+
+def train_raw(
+    shapes: Shapes,
+    flat: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    workers: int = 1,
+    fused: bool = False,
+) -> Fit:
+    """Adam on the raw weights, all packed in one [T, P] tensor."""
+
+    def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
+        def loss(p: list[torch.Tensor]) -> torch.Tensor:
+            if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
+                return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p])
+            return batch_mse(layer_pairs(p), x, y[sl], fused=False)
+
+        fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report)
+        return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged)
+
+    return chunked(fit, flat.shape[0], workers, "train", epochs)

@@ -1,0 +1,156 @@
+"""The two training stages against independent per-trial references (`compnet.reference`): a plain
+nn.Sequential with its own torch.optim.Adam, and Adam through the closed form."""
+
+import math
+
+import torch
+
+from compnet.init import generators, random_weights
+from compnet.model import PEAK_CLAMP, Reparam, Shapes, closed_form, law_scales
+from compnet.reference import free_pretrain_loop, pretrain_loop, raw_loop
+from compnet.regions import trial_regions
+from compnet.stages import pretrain, train_raw
+from compnet.targets import get_target, train_grid
+
+f64 = torch.float64
+
+
+def _peaks(T: int, n: int, seed: int, low: float = 0.25, high: float = 0.75) -> torch.Tensor:
+    return low + (high - low) * torch.rand(T, n, generator=torch.Generator().manual_seed(seed), dtype=f64)
+
+
+def test_raw_stage_equals_plain_loop(engine):
+    shapes, x = Shapes(5), train_grid(64, f64)
+    y = get_target("x3")(x)
+    start = random_weights("kaiming", shapes, generators(0, 3), f64)
+    fit = train_raw(shapes, start, x, y.expand(3, -1), 50, 1e-3, fused=engine == "fused")
+    ref = raw_loop(start, shapes, x, y, 50, 1e-3)
+    assert (fit.params[0] - ref).abs().max() < 1e-10
+    assert (fit.params[0] - start).abs().max() > 1e-3  # it did train
+    assert not fit.diverged.any()
+
+
+def test_pretraining_equals_closed_form_loop(engine):
+    x = train_grid(64, f64)
+    y = get_target("x11")(x)
+    peaks = _peaks(3, 6, 1)
+    sign = torch.full((3,), -1.0, dtype=f64)
+    free = torch.zeros(3, dtype=torch.bool)
+    fit = pretrain(Reparam(), peaks, free, sign, x, y.expand(3, -1), 50, 1e-3, fused=engine == "fused")
+    for t in range(3):
+        theta, s1 = pretrain_loop(peaks[t], -1.0, x, y, 50, 1e-3)
+        assert (fit.params[0][t] - theta).abs().max() < 1e-10
+        assert abs(fit.params[1][t] - s1) < 1e-12
+    assert not torch.equal(fit.params[0], peaks)  # the peaks did move
+
+
+def test_not_enforced_equals_free_scales_loop(engine):
+    """Differentiability not enforced: every scale its own parameter, against Adam on (θ, s) through the
+    closed form; the scales leave the law."""
+    x = train_grid(64, f64)
+    y = get_target("sin")(x)
+    peaks = _peaks(3, 5, 2)
+    sign = torch.full((3,), 1.0, dtype=f64)
+    free = torch.ones(3, dtype=torch.bool)
+    fit = pretrain(Reparam(), peaks, free, sign, x, y.expand(3, -1), 60, 1e-3, fused=engine == "fused")
+    for t in range(3):
+        theta, s = free_pretrain_loop(peaks[t], 1.0, x, y, 60, 1e-3)
+        assert (fit.params[0][t] - theta).abs().max() < 1e-10
+        assert (fit.params[2][t] - s).abs().max() < 1e-12
+    assert torch.equal(fit.params[1], Reparam().start(peaks)[1])  # s_1 is unused when every scale is free
+    off_law = (fit.params[2] - law_scales(fit.params[0].clamp(*PEAK_CLAMP))).abs().max()
+    assert off_law > 1e-6
+
+
+def test_peak_clamp_binds():
+    """Peaks pushed past the clamp stop at its edge: θ leaves [0.01, 0.99], the peak it encodes does not,
+    the gradient through it is zero, and the result still equals the reference with the same clamp."""
+    x = train_grid(64, f64)
+    y = get_target("x11")(x)
+    peaks = torch.tensor([[0.02, 0.5, 0.5, 0.5], [0.98, 0.5, 0.5, 0.5]], dtype=f64)
+    sign, free = torch.full((2,), -1.0, dtype=f64), torch.zeros(2, dtype=torch.bool)
+    reparam = Reparam()
+    fit = pretrain(reparam, peaks, free, sign, x, y.expand(2, -1), 200, 5e-2)
+    theta = fit.params[0]
+    outside = (theta < PEAK_CLAMP[0]) | (theta > PEAK_CLAMP[1])
+    assert outside.any(), theta
+    a = reparam.peak_values(theta)
+    edge = torch.tensor(PEAK_CLAMP, dtype=f64)[(theta[outside] > 0.5).long()]
+    assert torch.equal(a[outside], edge)
+    for t in range(2):
+        ref, _ = pretrain_loop(peaks[t], -1.0, x, y, 200, 5e-2)
+        assert (theta[t] - ref).abs().max() < 1e-9
+    flat = Shapes.join(reparam.layers(fit.params, free, sign))
+    assert trial_regions(Shapes(3), flat)[0] == [8, 8]  # a peak at the clamp still gives 2^d pieces
+
+
+def test_sigmoid_peaks_equal_reference_and_learn_slower():
+    """a = sigmoid(θ): the same trajectory as Adam on θ through sigmoid and the closed form; sigmoid' <= 1/4,
+    so the same Adam steps in θ move the peaks less than the clamp's identity does."""
+    x = train_grid(100, f64)
+    y = get_target("x11")(x)
+    peaks = torch.tensor([[0.5] * 6, [0.4] * 6], dtype=f64)
+    sign, free = torch.full((2,), -1.0, dtype=f64), torch.zeros(2, dtype=torch.bool)
+    clamp = pretrain(Reparam(peaks="clamp"), peaks, free, sign, x, y.expand(2, -1), 100, 1e-2)
+    sig = Reparam(peaks="sigmoid")
+    sfit = pretrain(sig, peaks, free, sign, x, y.expand(2, -1), 100, 1e-2)
+    for t in range(2):
+        theta = torch.logit(peaks[t]).requires_grad_(True)
+        s1 = law_scales(peaks[t])[0].clone().requires_grad_(True)
+        opt = torch.optim.Adam([theta, s1], lr=1e-2)
+        for _ in range(100):
+            opt.zero_grad()
+            a = torch.sigmoid(theta)
+            ((closed_form(x, a, law_scales(a, s1), -1.0) - y) ** 2).mean().backward()
+            opt.step()
+        assert (sfit.params[0][t] - theta.detach()).abs().max() < 1e-10
+    a = sig.peak_values(sfit.params[0])
+    assert (a - peaks).abs().sum() < (clamp.params[0] - peaks).abs().sum()
+
+
+def test_diverged_trial_is_frozen_and_others_unaffected(engine):
+    shapes, x = Shapes(3), train_grid(50)
+    y = get_target("x3")(x).expand(3, -1)
+    start = random_weights("kaiming", shapes, generators(0, 3))
+    bad = start.clone()
+    bad[1] *= 1e30  # overflows float32: an infinite loss from the first step
+    fit_ok = train_raw(shapes, start[[0, 2]], x, y[[0, 2]], 40, 1e-2, fused=engine == "fused")
+    fit = train_raw(shapes, bad, x, y, 40, 1e-2, fused=engine == "fused")
+    assert fit.diverged.tolist() == [False, True, False]
+    assert torch.equal(fit.params[0][1], bad[1])  # frozen where it stood
+    assert torch.equal(fit.params[0][[0, 2]], fit_ok.params[0])  # the others bit for bit as without it
+    assert torch.equal(fit.history[:, [0, 2]], fit_ok.history)
+    assert not math.isfinite(fit.history[-1, 1].item())
+
+
+def test_nan_mid_training_is_caught(engine):
+    """A loss that turns NaN half way (weights blown up after some steps) is marked and frozen; the other
+    trial is bit for bit what it is when trained alone."""
+    shapes, x = Shapes(2), train_grid(20)
+    y = get_target("x3")(x).expand(2, -1)
+    start = random_weights("kaiming", shapes, generators(3, 2))
+    start[0] *= 1e5  # a finite loss at first; Adam's steps of size ~lr then overflow float32
+    fit = train_raw(shapes, start, x, y, 30, 1e12, fused=engine == "fused")
+    alone = train_raw(shapes, start[1:], x, y[1:], 30, 1e12, fused=engine == "fused")
+    assert fit.diverged.tolist() == [True, False]
+    assert math.isfinite(fit.history[0, 0].item()) and not math.isfinite(fit.history[-1, 0].item())
+    first_bad = int((~torch.isfinite(fit.history[:, 0])).nonzero()[0])
+    assert (fit.history[first_bad:, 0].isnan() | fit.history[first_bad:, 0].isinf()).all()
+    assert torch.equal(fit.params[0][1], alone.params[0][0])
+
+
+def test_pretraining_keeps_exactly_2_to_the_d_pieces():
+    """The parameterisation cannot lose pieces: counted at checkpoints along pretraining trajectories,
+    law-tied and free scales."""
+    d, T = 5, 4
+    x = train_grid(100, f64)
+    y = get_target("x11")(x).expand(T, -1)
+    peaks = _peaks(T, d + 1, 5)
+    sign = torch.full((T,), -1.0, dtype=f64)
+    for free in (False, True):
+        free_mask = torch.full((T,), free)
+        reparam = Reparam()
+        for epochs in (0, 50, 200, 600):
+            fit = pretrain(reparam, peaks, free_mask, sign, x, y, epochs, 1e-2)
+            flat = Shapes.join(reparam.layers(fit.params, free_mask, sign))
+            assert trial_regions(Shapes(d), flat)[0] == [2**d] * T, f"free={free}, after {epochs} epochs"
