@@ -1,4 +1,4 @@
-# compnet: `make install` once, then `make test`, `make paper`, `make bench`; `make readme` puts the newest
+# compnet: `make install` once, then `make test`, `make lint`, `make paper`, `make bench`; `make readme` puts the newest
 # `make paper` and `make ablations` tables into README.md.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,14 +6,23 @@ BIN := $(VENV)/bin
 COMPNET := $(BIN)/compnet
 ARGS ?=
 
-.PHONY: install test test-fast table1 table2 table3 paper ablations readme regions bench clean
+
+.PHONY: install lint format test test-fast table1 table2 table3 paper ablations readme regions bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test: install
 	$(BIN)/pytest -q

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import II, MISSING
 
@@ -67,7 +67,7 @@ class InitConf:
     peak_low: float = opt(0.25, "starting peaks a_i ~ U(peak_low, peak_high), per trial")
     peak_high: float = opt(0.75)
     raai_k: float = opt(1.0, "RAAI's anti-correlation strength k in [0, 1]")
-    raai_sigma_w2: Optional[float] = opt(None, "RAAI's weight variance; null: the zero-bias critical point 2π/(π − k)")
+    raai_sigma_w2: float | None = opt(None, "RAAI's weight variance; null: the zero-bias critical point 2π/(π − k)")
     raai_sigma_b2: float = opt(0.0, "RAAI's bias variance")
 
 
@@ -125,7 +125,7 @@ class RegionsConf:
     lo: float = opt(0.0, "the input line runs over [lo, hi]")
     hi: float = opt(1.0)
     seed: int = opt(0)
-    from_run: Optional[str] = opt(None, "`from=PATH`: count the saved networks of runs instead")
+    from_run: str | None = opt(None, "`from=PATH`: count the saved networks of runs instead")
     init: InitConf = opt(factory=lambda: InitConf(name="kaiming"))  # peak range, RAAI settings
     plots: bool = opt(True, inert=True)
 

@@ -25,8 +25,9 @@ from matplotlib.ticker import MaxNLocator
 from compnet.methods import method_label
 from compnet.model import Shapes, forward
 from compnet.runs import read_summary
-from compnet.tables import row_labels, row_order, target_order
-from compnet.targets import get_target
+from compnet.tables import row_labels, row_order
+from compnet.targets import get_target, target_order
+
 
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 

@@ -22,17 +22,22 @@ import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from compnet.config import setting_keys
-from compnet.experiment import CellResult
-from compnet.methods import method_label
+from compnet.methods import method_label, method_order
+from compnet.targets import target_order
+
+if TYPE_CHECKING:  # reading a run folder needs no torch
+    from compnet.experiment import CellResult
 
 SUMMARY = "summary.json"
+TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
+TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 STATS = ("min", "mean", "median", "max")
 
 
@@ -47,11 +52,14 @@ class Run:
 
     @classmethod
     def of(cls, cells: list[tuple[dict[str, Any], pd.DataFrame]], folder: Path | None, missing: list[str] = ()) -> Run:
+        """Cells in the paper's order (targets, then methods, then folders), trials in columns' canonical order."""
+        cells = sorted(cells, key=lambda c: (target_order(c[0]["target"]), method_order(c[0]["method"]), c[0].get("folder", "")))
         names = [f"{s['target']}-{s['method']}" for s, _ in cells]
         frames = [trials.assign(cell=name) for name, (_, trials) in zip(names, cells)]
         if len(set(names)) < len(names):  # a sweep over a setting: the same cell in several jobs
             frames = [f.assign(run=str(Path(s["folder"]).relative_to(folder))) for f, (s, _) in zip(frames, cells)]
         trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        trials = trials[[c for c in TRIAL_COLUMNS if c in trials]]
         return cls(trials, [s for s, _ in cells], folder, list(missing))
 
 

@@ -17,12 +17,7 @@ import pandas as pd
 from compnet.methods import method_label, method_order
 from compnet.paper import paper_value
 from compnet.runs import settings_recorded
-from compnet.targets import TARGETS
-
-
-def target_order(target: str) -> int:
-    keys = list(TARGETS)  # the paper's order: x³ and x¹¹ (Table 1), then sin and tanh (Table 2)
-    return keys.index(target) if target in keys else len(keys)
+from compnet.targets import target_order
 
 
 def metric_of(summaries: list[dict[str, Any]]) -> str:

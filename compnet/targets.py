@@ -38,6 +38,12 @@ TARGETS: dict[str, Target] = {
 }
 
 
+def target_order(name: str) -> int:
+    """The paper's order: x³ and x¹¹ (Table 1), then sin and tanh (Table 2); unknown names last."""
+    keys = list(TARGETS)
+    return keys.index(name) if name in keys else len(keys)
+
+
 def get_target(name: str) -> Target:
     try:
         return TARGETS[name]

@@ -16,7 +16,7 @@ from common import provenance, stamp_dir, train
 
 from compnet.methods import method_label
 from compnet.paper import paper_value
-from compnet.tables import target_order
+from compnet.targets import target_order
 
 VARIANTS: dict[str, list[str]] = {
     "defaults (s1 trainable, clamp, offset, U(0.25,0.75), 1000 direct epochs)": [],

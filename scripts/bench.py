@@ -6,7 +6,8 @@
    PyTorch default init) and its own Adam, full-batch epochs on 500 points;
 2. compnet's engine on the same trials (same starting weights), with torch's ops and with the fused kernel;
 3. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through
-   `compnet train`, as one experiment: fused on every core, fused on one, torch's ops on every core.
+   `compnet train`, as one experiment: fused on every core, fused on one, torch's ops on every core, and
+   fused with the figures drawn (what a user waits for by default).
 Prints wall times, the ratio (1)/(2), peak memory, and the arithmetic floor: the FLOPs of the forward and
 backward passes over this machine's measured matrix-multiply rate.
 """
@@ -27,22 +28,17 @@ from common import COMPNET
 
 from compnet import kernel
 from compnet.init import generators, random_weights
-from compnet.model import Shapes, to_sequential
+from compnet.batching import workers_default
+from compnet.model import Shapes
+from compnet.reference import raw_loop
+from compnet.stages import train_raw
 from compnet.targets import get_target, train_grid
-from compnet.train import train_raw, workers_default
 
 
 def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+    """(1): compnet.reference.raw_loop, the tests' oracle, timed."""
     t0 = time.perf_counter()
-    for t in range(start.shape[0]):
-        net = to_sequential(shapes.split(start), t)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        xs = x[:, None]
-        for _ in range(epochs):
-            opt.zero_grad()
-            loss = ((net(xs)[:, 0] - y) ** 2).mean()
-            loss.backward()
-            opt.step()
+    raw_loop(start, shapes, x, y, epochs, 1e-3)
     return time.perf_counter() - t0
 
 
@@ -69,11 +65,12 @@ def flops_per_step(shapes: Shapes, points: int) -> float:
     return 3 * 2 * points * sum(o * i for o, i in shapes.dims)
 
 
-def tables_run(trials: int, workers: int, engine: str) -> dict:
+def tables_run(trials: int, workers: int, engine: str, plots: bool = False) -> dict:
     """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}", "plots=false", f"workers={workers}", f"engine={engine}"]
+        cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}"]
+        cmd += [f"plots={str(plots).lower()}", f"workers={workers}", f"engine={engine}"]
         p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if p.returncode:
@@ -116,6 +113,7 @@ def main() -> None:
         fused = tables_run(args.trials, workers, "fused")
         one = tables_run(args.trials, 1, "fused")
         ops = tables_run(args.trials, workers, "torch")
+        drawn = tables_run(args.trials, workers, "fused", plots=True)
         # pretraining (2 methods) + raw stage (5 methods), 1000 epochs each, per target
         steps = 4 * args.trials * (2 * 1000 + 5 * 1000)
         print(f"\n(3) Tables 1+2: {fused['networks']} networks through `compnet train` (one experiment):")
@@ -124,6 +122,7 @@ def main() -> None:
         print(f"      torch's ops            {ops['training']:8.2f} s   ({workers} worker threads)")
         print(f"  whole process              {fused['process']:8.2f} s   (fused; start-up, writing results, region counts)")
         print(f"      torch's ops            {ops['process']:8.2f} s")
+        print(f"      with the figures       {drawn['process']:8.2f} s   (fused; what `compnet train` does by default)")
         floor = steps * step_flops / rate
         print(f"  arithmetic floor           {floor:8.2f} s   (fused training takes {fused['training'] / floor:.0f}x the floor)")
         print(f"  peak memory                {fused['peak_mib']:8.0f} MiB")

@@ -1,0 +1,103 @@
+"""The run folder both ways: what a cell writes, and what reading it back gives."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+import compnet
+from compnet import runs
+from compnet.config import setting_keys
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(token: str):
+        raise ValueError(f"not standard JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_summary_records_every_setting_of_the_schema(tmp_path):
+    res = compnet.train("trials=2", "epochs=3", "points=20", "plots=false", "model.s1=tied", out=tmp_path)
+    s = _strict_json((tmp_path / "summary.json").read_text())
+    assert list(s["settings"]) == [*setting_keys(), "engine"] if "engine" not in setting_keys() else setting_keys()
+    assert s["settings"]["model.s1"] == "tied" and s["settings"]["regime.finetune_epochs"] == 3
+    assert "plots" not in s["settings"] and "workers" not in s["settings"]  # inert: they change no number
+    assert s["settings"]["engine"] in ("fused", "torch")  # the engine that ran, not `auto`
+    assert s["produced_by"]["torch"] == __import__("torch").__version__
+    assert res.summaries[0]["settings"] == s["settings"]
+
+
+def test_diverged_trials_leave_standard_json_and_are_left_out_of_the_means(tmp_path):
+    """All trials diverged: the statistics are null (standard JSON), read back as NaN."""
+    compnet.train("init=kaiming", "lr=1e30", "trials=2", "epochs=3", "points=20", "plots=false", out=tmp_path / "all")
+    s = _strict_json((tmp_path / "all" / "summary.json").read_text())
+    assert s["n_diverged"] == 2 and s["min_mse"] is None and s["mean_pieces_final"] is None
+    assert math.isnan(runs.read_summary(tmp_path / "all")["mean_mse"])
+
+
+def test_region_means_cover_the_finite_trials_only():
+    from compnet.experiment import run
+
+    cfg = compnet.compose("init=kaiming", "trials=3", "epochs=3", "points=20", "plots=false")
+    (r,), wall = run(cfg)
+    r.diverged[1] = True  # as if trial 1 had diverged: its counts are the −1 placeholder
+    r.pieces = {k: [v[0], -1, v[2]] for k, v in r.pieces.items()}
+    r.wasted_final = [r.wasted_final[0], -1, r.wasted_final[2]]
+    trials = runs.trials_frame(r)
+    s = runs.summary_of(r, trials, cfg, wall, 1)
+    for col in ("pieces_init", "pieces_final", "wasted_final"):
+        assert s[f"mean_{col}"] == pytest.approx((trials[col][0] + trials[col][2]) / 2)
+    assert s["n_diverged"] == 1
+
+
+def test_summary_is_written_last_and_atomically(tmp_path, monkeypatch):
+    """Interrupted while drawing: the folder holds no summary.json, so no table counts it as finished."""
+    from compnet import plots
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "draw_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compnet.train("trials=2", "epochs=3", "points=20", "plots=true", out=tmp_path)
+    assert (tmp_path / "trials.csv").is_file() and not (tmp_path / "summary.json").exists()
+    assert runs.find_runs([tmp_path])[0] == []
+    monkeypatch.undo()
+    compnet.train("trials=2", "epochs=3", "points=20", "plots=false", out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_load_run_reads_back_what_train_returned(tmp_path):
+    res = compnet.train("experiment=table1", "experiment.methods=[default,enforced]", "trials=2", "epochs=3", "points=20", out=tmp_path)
+    back = compnet.load_run(tmp_path)
+    assert sorted(back.trials.cell.unique()) == ["x11-default", "x11-enforced", "x3-default", "x3-enforced"]
+    key = ["cell", "trial"]
+    pd.testing.assert_frame_equal(
+        res.trials.sort_values(key).reset_index(drop=True), back.trials.sort_values(key).reset_index(drop=True)
+    )
+    by_cell = {(s["target"], s["method"]): s for s in back.summaries}
+    for s in res.summaries:
+        assert by_cell[(s["target"], s["method"])] == s  # floats survive JSON exactly
+    one = compnet.load_run(tmp_path / "x3-enforced" / "trials.csv")  # a file names its run folder
+    assert list(one.trials.cell.unique()) == ["x3-enforced"]
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        compnet.load_run(tmp_path / "nowhere")
+
+
+def test_the_same_cell_in_several_jobs_is_told_apart(tmp_path):
+    """A sweep over a setting: the same cell twice, each row says which job it came from."""
+    for lr in ("0.001", "0.01"):
+        compnet.train("trials=2", "epochs=3", "points=20", "plots=false", f"lr={lr}", out=tmp_path / f"lr={lr}")
+    back = compnet.load_run(tmp_path)
+    assert set(back.trials.run) == {"lr=0.001", "lr=0.01"} and set(back.trials.cell) == {"x3-enforced"}
+    assert len(back.trials) == 4
+
+
+def test_nothing_is_written_without_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = compnet.train("trials=2", "epochs=3", "points=20", out=None)
+    assert list(tmp_path.iterdir()) == [] and res.folder is None
+    assert len(res.trials) == 2 and list(res.trials.cell) == ["x3-enforced"] * 2
+    assert "folder" not in res.summaries[0]
