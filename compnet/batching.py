@@ -15,8 +15,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import torch
 
@@ -52,7 +52,9 @@ class Progress:
             self.steps[i], self.live[i] = step, live
             every = torch.cat(self.live)
             if every.numel():
-                self.bar.set_postfix(best=f"{every.min().item():.2e}", median=f"{every.median().item():.2e}", refresh=False)
+                self.bar.set_postfix(
+                    best=f"{every.min().item():.2e}", median=f"{every.median().item():.2e}", refresh=False
+                )
             self.bar.update(min(self.steps) - self.bar.n)
 
     def close(self) -> None:

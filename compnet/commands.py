@@ -88,7 +88,9 @@ def regions(cfg: Any, out: Path | None) -> Any:
             from compnet import plots
 
             (plots.draw_region_runs if trained else plots.draw_region_study)(frame, out / "regions.png", cfg.lo, cfg.hi)
-    log.info("counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, out)
+    log.info(
+        "counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, out
+    )
     return frame, study.report(frame, trained)
 
 
@@ -101,7 +103,9 @@ def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot:
     for m in missing:
         print(f"compnet table: missing: {m}", file=sys.stderr)
     if not summaries:
-        print(f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
+        print(
+            f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr
+        )
         return 1
     if out is None:
         out = Path(os.path.commonpath([str(p.resolve()) for p in paths]))

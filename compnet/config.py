@@ -103,7 +103,9 @@ class TrainConf:
     trials: int = opt(30, "trials per cell")
     seed: int = opt(0, "trial i draws from SeedSequence([seed, i])")
     depth: int = opt(5, "hidden layers (width 4)")
-    epochs: int = opt(1000, "epochs of every stage, unless regime.*_epochs says otherwise", inert=True)  # recorded per stage
+    epochs: int = opt(
+        1000, "epochs of every stage, unless regime.*_epochs says otherwise", inert=True
+    )  # recorded per stage
     lr: float = opt(1e-3, "Adam's learning rate")
     points: int = opt(500, "training points, evenly spaced on [0, 1]")
     test_points: int = opt(0, "held-out points at cell centres; > 0 reports test MSE")
@@ -147,6 +149,7 @@ def setting_keys() -> list[str]:
 
 def help_footer() -> str:
     """`compnet train --help`'s list of groups and keys, from the Python tables and the schema."""
+
     def line(option: str, help: str) -> str:
         return f"  {option:<32} {help}".rstrip()
 
@@ -266,7 +269,10 @@ def validate_regions(cfg: Any) -> None:
     for init in cfg.inits:
         _one_of("init", init, INITS)
     depths = list(cfg.depths) + list(cfg.width_depths)
-    _check(all(d >= 1 for d in depths), f"depths={list(cfg.depths)}, width_depths={list(cfg.width_depths)}: every depth must be >= 1")
+    _check(
+        all(d >= 1 for d in depths),
+        f"depths={list(cfg.depths)}, width_depths={list(cfg.width_depths)}: every depth must be >= 1",
+    )
     _check(all(w >= 1 for w in cfg.widths), f"widths={list(cfg.widths)}: every width must be >= 1")
     _check(cfg.draws >= 1, f"draws={cfg.draws}: need draws >= 1")
     _check(cfg.lo < cfg.hi, f"lo={cfg.lo}, hi={cfg.hi}: need lo < hi")

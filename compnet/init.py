@@ -101,7 +101,13 @@ def random_weights(
 
 
 def start_weights(
-    name: str, shapes: Shapes, gens: list[torch.Generator], init: Any, sign: torch.Tensor, dtype=torch.float32, offset: bool = True
+    name: str,
+    shapes: Shapes,
+    gens: list[torch.Generator],
+    init: Any,
+    sign: torch.Tensor,
+    dtype=torch.float32,
+    offset: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Raw starting weights [T, P] of initialisation `name` (settings `init`: the peak range, RAAI's
     k and variances), and for the peak inits the peaks [T, d+1] they encode on the manifold."""

@@ -190,9 +190,7 @@ def to_sequential(layers: list[Layer], trial: int = 0) -> nn.Sequential:
     return nn.Sequential(*mods[:-1])
 
 
-def compositional_mlp(
-    peaks, scales=None, sign: float = -1.0, offset: bool = True
-) -> nn.Sequential:
+def compositional_mlp(peaks, scales=None, sign: float = -1.0, offset: bool = True) -> nn.Sequential:
     """A plain nn.Sequential computing F(x) = x + sign · Σ s_i W_i(x) on [0, 1].
 
     `peaks` holds a_1 … a_{d+1} (a_{d+1} only enters the scales); `scales=None` takes the differentiable

@@ -8,8 +8,8 @@ turns NaN or infinite is frozen where it stands and marked diverged. Nothing her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -28,7 +28,6 @@ from compnet.runs import read_summary
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
-
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 
 
@@ -170,11 +169,23 @@ def draw_region_study(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> 
             markers = dict(zip(sorted(rows.depth.unique()), "osD^v<>p*hx+"))
             for (init, depth), g in rows.groupby(["init", "depth"], sort=False):
                 s = (g.pieces / g.neurons).groupby(g.width).mean()
-                ax.plot(s.index, s.values, marker=markers[depth], color=colors[init], lw=0.8, ms=4, label=f"{init}, depth {depth}")
+                ax.plot(
+                    s.index,
+                    s.values,
+                    marker=markers[depth],
+                    color=colors[init],
+                    lw=0.8,
+                    ms=4,
+                    label=f"{init}, depth {depth}",
+                )
             for init, c in per_neuron(frame).items():
                 ax.axhline(c, color=colors[init], ls="--", lw=1)
             ax.set_xscale("log", base=2)
-            ax.set(xlabel="width", ylabel="pieces / hidden neurons", title="Hanin–Rolnick: pieces per neuron (dashed: mean)")
+            ax.set(
+                xlabel="width",
+                ylabel="pieces / hidden neurons",
+                title="Hanin–Rolnick: pieces per neuron (dashed: mean)",
+            )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, **({"loc": "center left", "bbox_to_anchor": (1, 0.5)} if study == "width" else {}))
     fig.suptitle(f"linear pieces on [{lo:g}, {hi:g}] at initialisation")

@@ -12,7 +12,9 @@ import torch
 from compnet.model import PEAK_CLAMP, Shapes, closed_form, law_scales, to_sequential
 
 
-def raw_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> torch.Tensor:
+def raw_loop(
+    start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float
+) -> torch.Tensor:
     """Final raw weights [T, P]: per trial an nn.Sequential from `start` [T, P] and its own Adam, full batch."""
     finals = []
     for t in range(start.shape[0]):

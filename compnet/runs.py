@@ -53,7 +53,9 @@ class Run:
     @classmethod
     def of(cls, cells: list[tuple[dict[str, Any], pd.DataFrame]], folder: Path | None, missing: list[str] = ()) -> Run:
         """Cells in the paper's order (targets, then methods, then folders), trials in columns' canonical order."""
-        cells = sorted(cells, key=lambda c: (target_order(c[0]["target"]), method_order(c[0]["method"]), c[0].get("folder", "")))
+        cells = sorted(
+            cells, key=lambda c: (target_order(c[0]["target"]), method_order(c[0]["method"]), c[0].get("folder", ""))
+        )
         names = [f"{s['target']}-{s['method']}" for s, _ in cells]
         frames = [trials.assign(cell=name) for name, (_, trials) in zip(names, cells)]
         if len(set(names)) < len(names):  # a sweep over a setting: the same cell in several jobs
@@ -106,7 +108,9 @@ def produced_by() -> dict[str, Any]:
 
     from compnet import __version__, kernel
 
-    return {"compnet": __version__, "torch": torch.__version__, "python": platform.python_version()} | getattr(kernel, "describe", dict)()  # TODO(kernel branch)
+    return {"compnet": __version__, "torch": torch.__version__, "python": platform.python_version()} | getattr(
+        kernel, "describe", dict
+    )()  # TODO(kernel branch)
 
 
 def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:

@@ -69,7 +69,9 @@ def init_rows(cfg: Any) -> pd.DataFrame:
     rows = []
     for study, init, depth, width in tqdm(settings(cfg), desc="regions", disable=not sys.stderr.isatty()):
         for draw, r in enumerate(batch_regions(start_layers(init, depth, width, cfg), cfg.lo, cfg.hi)):
-            rows.append((study, init, "", "init", depth, width, depth * width, draw, r.linear_pieces, r.activation_regions))
+            rows.append(
+                (study, init, "", "init", depth, width, depth * width, draw, r.linear_pieces, r.activation_regions)
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -91,7 +93,20 @@ def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
             found = batch_regions(shapes.split(torch.from_numpy(weights[stage])), lo, hi)
             for trial, r in enumerate(found):
                 if r is not None:
-                    rows.append(("trained", init, name, stage, depth, 4, 4 * depth, trial, r.linear_pieces, r.activation_regions))
+                    rows.append(
+                        (
+                            "trained",
+                            init,
+                            name,
+                            stage,
+                            depth,
+                            4,
+                            4 * depth,
+                            trial,
+                            r.linear_pieces,
+                            r.activation_regions,
+                        )
+                    )
             if None in found:
                 log.warning("%s %s: %d trials with non-finite weights left out", name, stage, found.count(None))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -123,11 +138,19 @@ def report(frame: pd.DataFrame, trained: bool) -> str:
     """The tables printed to stdout."""
     if trained:
         table = run_table(frame)
-        return "Linear pieces of saved networks (means over trials)\n\n" + table.to_markdown(index=False, floatfmt=".1f")
+        return "Linear pieces of saved networks (means over trials)\n\n" + table.to_markdown(
+            index=False, floatfmt=".1f"
+        )
     parts = []
     if (frame.study == "depth").any():
         table = depth_table(frame)  # all-numeric rows reach tabulate as floats: depth and 2^d formatted as integers
-        parts.append("Mean linear pieces versus depth (width 4)\n\n" + table.to_markdown(floatfmt=["g", "g"] + [".1f"] * (table.shape[1] - 1)))
+        parts.append(
+            "Mean linear pieces versus depth (width 4)\n\n"
+            + table.to_markdown(floatfmt=["g", "g"] + [".1f"] * (table.shape[1] - 1))
+        )
     if (frame.study == "width").any():
-        parts.append("Hanin–Rolnick constant: mean pieces per hidden neuron\n\n" + per_neuron(frame).to_frame().to_markdown(floatfmt=".3f"))
+        parts.append(
+            "Hanin–Rolnick constant: mean pieces per hidden neuron\n\n"
+            + per_neuron(frame).to_frame().to_markdown(floatfmt=".3f")
+        )
     return "\n\n".join(parts)

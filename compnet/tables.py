@@ -101,7 +101,17 @@ def to_latex(df: pd.DataFrame) -> str:
     cells = [[tex(_sci(v)).replace("—", "--") for v in row] for row in df.values]
     body = [f"{tex(m)} & " + " & ".join(row) + r" \\" for m, row in zip(df.index, cells)]
     return "\n".join(
-        [f"\\begin{{tabular}}{{{spec}}}", r"\hline", f"Method & {head1} \\\\", f" & {head2} \\\\", r"\hline", *body, r"\hline", r"\end{tabular}", ""]
+        [
+            f"\\begin{{tabular}}{{{spec}}}",
+            r"\hline",
+            f"Method & {head1} \\\\",
+            f" & {head2} \\\\",
+            r"\hline",
+            *body,
+            r"\hline",
+            r"\end{tabular}",
+            "",
+        ]
     )
 
 

@@ -8,8 +8,9 @@ convex targets below it (x², x³, x¹¹), σ = +1 for the concave ones above it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported late: `compnet --help` and config checks stay light
     import torch

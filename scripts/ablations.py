@@ -34,13 +34,19 @@ def main(extra: list[str]) -> None:
     root = stamp_dir("ablations")
     rows = []
     for i, (variant, overrides) in enumerate(VARIANTS.items()):
-        summaries = train(root / f"variant{i}", "experiment=table1", f"experiment.methods=[{','.join(METHODS)}]", *overrides, *extra)
+        summaries = train(
+            root / f"variant{i}", "experiment=table1", f"experiment.methods=[{','.join(METHODS)}]", *overrides, *extra
+        )
         for m in METHODS:
             row = {"variant": variant, "method": method_label(m)}
             for s in sorted((s for s in summaries if s["method"] == m), key=lambda s: target_order(s["target"])):
                 t = s["target"]
                 paper = paper_value("table1", m, t, "mean")
-                row |= {f"{t} min": f"{s['min_mse']:.2e}", f"{t} mean": f"{s['mean_mse']:.2e}", f"{t} mean/paper": f"{s['mean_mse'] / paper:.2g}"}
+                row |= {
+                    f"{t} min": f"{s['min_mse']:.2e}",
+                    f"{t} mean": f"{s['mean_mse']:.2e}",
+                    f"{t} mean/paper": f"{s['mean_mse'] / paper:.2g}",
+                }
             rows.append(row)
     md = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     head = f"# Ablations\n\n{provenance('ablations', extra)}\n\n"

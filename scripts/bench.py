@@ -27,8 +27,8 @@ import torch
 from common import COMPNET
 
 from compnet import kernel
-from compnet.init import generators, random_weights
 from compnet.batching import workers_default
+from compnet.init import generators, random_weights
 from compnet.model import Shapes
 from compnet.reference import raw_loop
 from compnet.stages import train_raw
@@ -42,7 +42,9 @@ def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Te
     return time.perf_counter() - t0
 
 
-def engine(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, workers: int, fused: bool) -> float:
+def engine(
+    start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, workers: int, fused: bool
+) -> float:
     t0 = time.perf_counter()
     train_raw(shapes, start, x, y.expand(start.shape[0], -1), epochs, 1e-3, workers, fused)
     return time.perf_counter() - t0
@@ -77,7 +79,12 @@ def tables_run(trials: int, workers: int, engine: str, plots: bool = False) -> d
             sys.exit(f"bench: compnet failed:\n{p.stderr[-2000:]}")
         summaries = [json.loads(f.read_text()) for f in Path(tmp).rglob("summary.json")]
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"process": wall, "training": summaries[0]["wall_seconds"], "networks": sum(s["n_trials"] for s in summaries), "peak_mib": child}
+    return {
+        "process": wall,
+        "training": summaries[0]["wall_seconds"],
+        "networks": sum(s["n_trials"] for s in summaries),
+        "peak_mib": child,
+    }
 
 
 def main() -> None:
@@ -120,11 +127,15 @@ def main() -> None:
         print(f"  training (wall_seconds)    {fused['training']:8.2f} s   (fused, {workers} worker threads)")
         print(f"      fused, one worker      {one['training']:8.2f} s")
         print(f"      torch's ops            {ops['training']:8.2f} s   ({workers} worker threads)")
-        print(f"  whole process              {fused['process']:8.2f} s   (fused; start-up, writing results, region counts)")
+        print(
+            f"  whole process              {fused['process']:8.2f} s   (fused; start-up, writing results, region counts)"
+        )
         print(f"      torch's ops            {ops['process']:8.2f} s")
         print(f"      with the figures       {drawn['process']:8.2f} s   (fused; what `compnet train` does by default)")
         floor = steps * step_flops / rate
-        print(f"  arithmetic floor           {floor:8.2f} s   (fused training takes {fused['training'] / floor:.0f}x the floor)")
+        print(
+            f"  arithmetic floor           {floor:8.2f} s   (fused training takes {fused['training'] / floor:.0f}x the floor)"
+        )
         print(f"  peak memory                {fused['peak_mib']:8.0f} MiB")
 
 

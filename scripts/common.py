@@ -33,7 +33,9 @@ def train(folder: Path, *overrides: str) -> list[dict]:
 
 def commit() -> str:
     p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout
     return (p.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
 
 

@@ -9,6 +9,7 @@ experiment=tableN` run: table.md/.tex/.csv, trials.png, one folder per cell) and
 from __future__ import annotations
 
 import sys
+
 from common import provenance, stamp_dir, train
 
 from compnet.tables import metric_of, table, to_markdown, write_comparison
@@ -22,7 +23,9 @@ def main(extra: list[str]) -> None:
         summaries = train(root / name, f"experiment={name}", *extra)
         everything += summaries
         metric = metric_of(summaries)
-        sections.append(f"## {name} ({'min/mean test MSE' if metric == 'test_mse' else 'min/mean final MSE'}, collapsed trials)\n")
+        sections.append(
+            f"## {name} ({'min/mean test MSE' if metric == 'test_mse' else 'min/mean final MSE'}, collapsed trials)\n"
+        )
         sections.append(to_markdown(table(summaries, metric)) + "\n")
     (root / "tables.md").write_text("\n".join(sections))
     print("\n".join(sections))

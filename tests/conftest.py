@@ -8,7 +8,10 @@ from compnet import kernel
 from compnet.api import compose as _compose
 
 # every engine test runs on both engines: torch's ops, and the fused kernel where it builds
-ENGINES = ["torch", pytest.param("fused", marks=pytest.mark.skipif(kernel.unavailable() is not None, reason="no fused kernel here"))]
+ENGINES = [
+    "torch",
+    pytest.param("fused", marks=pytest.mark.skipif(kernel.unavailable() is not None, reason="no fused kernel here")),
+]
 
 
 @pytest.fixture(params=ENGINES)

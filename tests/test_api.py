@@ -6,17 +6,26 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.errors import ConfigCompositionException
+from test_cli import COMPNET
 
 import compnet
 from compnet.config import ConfigError
-from test_cli import COMPNET
 
-OVERRIDES = ["experiment=table1", "experiment.methods=[raai,not_enforced]", "trials=3", "epochs=25", "points=40", "plots=false"]
+OVERRIDES = [
+    "experiment=table1",
+    "experiment.methods=[raai,not_enforced]",
+    "trials=3",
+    "epochs=25",
+    "points=40",
+    "plots=false",
+]
 
 
 @pytest.mark.slow
 def test_api_equals_cli_bit_for_bit(tmp_path):
-    p = subprocess.run([COMPNET, "train", *OVERRIDES, f"hydra.run.dir={tmp_path / 'cli'}"], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [COMPNET, "train", *OVERRIDES, f"hydra.run.dir={tmp_path / 'cli'}"], capture_output=True, text=True, timeout=600
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     res = compnet.train(*OVERRIDES, out=tmp_path / "api")
     cli = compnet.load_run(tmp_path / "cli")

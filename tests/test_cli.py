@@ -25,10 +25,32 @@ def _installed() -> str:
 COMPNET = _installed()
 
 TINY = ["trials=3", "epochs=4", "points=30"]
-TRIAL_COLUMNS = {"trial", "seed", "mse", "mse_init", "diverged", "collapsed", "pieces_init", "pieces_final", "wasted_final"}
+TRIAL_COLUMNS = {
+    "trial",
+    "seed",
+    "mse",
+    "mse_init",
+    "diverged",
+    "collapsed",
+    "pieces_init",
+    "pieces_final",
+    "wasted_final",
+}
 SUMMARY_KEYS = {
-    "target", "init", "regime", "n_trials", "min_mse", "mean_mse", "median_mse", "max_mse",
-    "n_collapsed", "n_diverged", "wall_seconds", "mean_pieces_init", "mean_pieces_final", "mean_wasted_final",
+    "target",
+    "init",
+    "regime",
+    "n_trials",
+    "min_mse",
+    "mean_mse",
+    "median_mse",
+    "max_mse",
+    "n_collapsed",
+    "n_diverged",
+    "wall_seconds",
+    "mean_pieces_init",
+    "mean_pieces_final",
+    "mean_wasted_final",
 }
 
 
@@ -56,7 +78,16 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
     (run,) = run_dirs(tmp_path)
     assert run.name.endswith("-train")
     assert len(run.name.split("-")[-2]) == 6  # microseconds: two runs in one second never share a folder
-    for f in ("trials.csv", "summary.json", "losses.npz", "weights.npz", "fit.png", "loss.png", "layers.png", "train.log"):
+    for f in (
+        "trials.csv",
+        "summary.json",
+        "losses.npz",
+        "weights.npz",
+        "fit.png",
+        "loss.png",
+        "layers.png",
+        "train.log",
+    ):
         assert (run / f).is_file(), f
     assert (run / ".hydra" / "config.yaml").is_file()
     trials = pd.read_csv(run / "trials.csv")
@@ -97,15 +128,25 @@ def test_sweep_and_table(tmp_path):
     assert list(csv.index) == ["Default network", "Differentiability enforced"]  # the paper's order
     assert {"x3 Min", "x3 Mean", "x11 Min", "x11 Mean"} <= set(csv.columns)
     s = json.loads((jobs[0] / "summary.json").read_text())
-    assert csv.loc["Default network" if s["init"] == "kaiming" else "Differentiability enforced", f"{s['target']} Min"] == pytest.approx(s["min_mse"], rel=1e-2)
+    assert csv.loc[
+        "Default network" if s["init"] == "kaiming" else "Differentiability enforced", f"{s['target']} Min"
+    ] == pytest.approx(s["min_mse"], rel=1e-2)
     assert "e-0" in (sweep / "table.md").read_text()  # scientific notation
     assert "\\begin{tabular}" in (sweep / "table.tex").read_text()
 
     # against the paper: every cell with the paper's number and the ratio
     compnet(tmp_path, "table", str(sweep), "--paper", "--no-plot")
     comparison = (sweep / "paper_vs_ours.md").read_text()
-    enforced_x3 = next(line for line in comparison.splitlines() if "Differentiability enforced" in line and "| x3 " in line and "min mse" in line)
-    ours = next(s["min_mse"] for s in map(lambda j: json.loads((j / "summary.json").read_text()), jobs) if s["init"] == "manifold" and s["target"] == "x3")
+    enforced_x3 = next(
+        line
+        for line in comparison.splitlines()
+        if "Differentiability enforced" in line and "| x3 " in line and "min mse" in line
+    )
+    ours = next(
+        s["min_mse"]
+        for s in map(lambda j: json.loads((j / "summary.json").read_text()), jobs)
+        if s["init"] == "manifold" and s["target"] == "x3"
+    )
     assert "7.86e-08" in enforced_x3 and f"{ours:.2e}" in enforced_x3 and f"{ours / 7.86e-8:.2g}" in enforced_x3
 
     # an interrupted sweep: a job Hydra started but that never finished is named, the rest tabulated
@@ -127,7 +168,9 @@ def test_experiment_runs_all_cells_in_one_job(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override, needle", [("depth=0", "depth=0"), ("init.peak_high=1.5", "init.peak_high=1.5"), ("lr=-1", "lr=-1.0")])
+@pytest.mark.parametrize(
+    "override, needle", [("depth=0", "depth=0"), ("init.peak_high=1.5", "init.peak_high=1.5"), ("lr=-1", "lr=-1.0")]
+)
 def test_bad_value_is_refused_before_any_work(tmp_path, override, needle):
     p = compnet(tmp_path, "train", override, ok=False)
     assert p.returncode != 0
@@ -146,7 +189,9 @@ def test_engine_without_a_compiler(tmp_path):
     (run,) = run_dirs(tmp_path)
     assert json.loads((run / "summary.json").read_text())["settings"]["engine"] == "torch"
     p = compnet(tmp_path, "train", "target=x3", "engine=fused", *TINY, env=env, ok=False)
-    assert p.returncode == 2 and "engine=fused: the kernel does not build here" in p.stderr and "Traceback" not in p.stderr
+    assert (
+        p.returncode == 2 and "engine=fused: the kernel does not build here" in p.stderr and "Traceback" not in p.stderr
+    )
     assert len(run_dirs(tmp_path)) == 2 and not list(run_dirs(tmp_path)[1].glob("*.csv"))
 
 
@@ -168,13 +213,21 @@ def test_hydra_features(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "line, expected",
-    [("compnet tr", ["train"]), ("compnet train init=ra", ["init=raai", "init=rai"]), ("compnet train target=x1", ["target=x11"])],
+    [
+        ("compnet tr", ["train"]),
+        ("compnet train init=ra", ["init=raai", "init=rai"]),
+        ("compnet train target=x1", ["target=x11"]),
+    ],
 )
 def test_tab_completion(tmp_path, line, expected):
     env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
-    p = subprocess.run([COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert p.stdout.split() == expected
-    install = subprocess.run([COMPNET, "-sc", "install=bash"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    install = subprocess.run(
+        [COMPNET, "-sc", "install=bash"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert install.stdout.rstrip().endswith("hydra_bash_completion compnet")
 
 

@@ -8,7 +8,6 @@ from omegaconf import OmegaConf
 from compnet.config import ConfigError, register, validate, validate_regions
 from compnet.methods import plan
 
-
 register()
 
 
@@ -67,12 +66,20 @@ def test_per_stage_epochs_override_the_shared_one():
 
 def test_model_settings():
     cfg = make("model.peaks=sigmoid", "model.s1=tied", "model.offset=false", "dtype=float64")
-    assert (cfg.model.peaks.value, cfg.model.s1.value, cfg.model.offset, cfg.dtype.value) == ("sigmoid", "tied", False, "float64")
+    assert (cfg.model.peaks.value, cfg.model.s1.value, cfg.model.offset, cfg.dtype.value) == (
+        "sigmoid",
+        "tied",
+        False,
+        "float64",
+    )
     cfg = make("init.peak_low=0.1", "init.peak_high=0.9", "init=raai", "init.raai_k=0.5", "init.raai_sigma_w2=2.0")
     assert (cfg.init.peak_low, cfg.init.raai_k, cfg.init.raai_sigma_w2) == (0.1, 0.5, 2.0)
 
 
-@pytest.mark.parametrize("name, targets, n", [("table1", ["x3", "x11"], 10), ("table2", ["sin", "tanh"], 10), ("table3", ["x3", "x11", "sin", "tanh"], 8)])
+@pytest.mark.parametrize(
+    "name, targets, n",
+    [("table1", ["x3", "x11"], 10), ("table2", ["sin", "tanh"], 10), ("table3", ["x3", "x11", "sin", "tanh"], 8)],
+)
 def test_experiments(name, targets, n):
     cfg = make(f"experiment={name}")
     validate(cfg)
@@ -88,13 +95,17 @@ def test_unknown_key_fails(override):
         make(override)
 
 
-@pytest.mark.parametrize("override", ["depth=five", "lr=fast", "model.peaks=sigmoidd", "model.offset=maybe", "dtype=float16"])
+@pytest.mark.parametrize(
+    "override", ["depth=five", "lr=fast", "model.peaks=sigmoidd", "model.offset=maybe", "dtype=float16"]
+)
 def test_wrong_type_fails(override):
     with pytest.raises(ConfigCompositionException):
         make(override)
 
 
-@pytest.mark.parametrize("group, valid", [("target", "x11"), ("init", "raai"), ("regime", "pretrain"), ("experiment", "table1")])
+@pytest.mark.parametrize(
+    "group, valid", [("target", "x11"), ("init", "raai"), ("regime", "pretrain"), ("experiment", "table1")]
+)
 def test_unknown_group_option_lists_valid_names(group, valid):
     with pytest.raises(ConfigCompositionException) as e:
         make(f"{group}=nope")

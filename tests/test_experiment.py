@@ -16,7 +16,15 @@ PEAK_METHODS = "experiment.methods=[no_pretraining,not_enforced,enforced]"
 def test_run_equals_plain_loop_both_regimes(compose, engine):
     """End to end through `run`: the pretrained network, freed, then trained by the plain loop."""
     for init, regime in (("kaiming", "direct"), ("manifold", "pretrain")):
-        cfg = compose(f"init={init}", f"regime={regime}", "trials=3", "epochs=50", "points=64", "dtype=float64", f"engine={engine}")
+        cfg = compose(
+            f"init={init}",
+            f"regime={regime}",
+            "trials=3",
+            "epochs=50",
+            "points=64",
+            "dtype=float64",
+            f"engine={engine}",
+        )
         (r,), _ = run(cfg)
         shapes, x = Shapes(5), train_grid(64, f64)
         y = get_target("x3")(x)
@@ -34,7 +42,10 @@ def test_run_equals_plain_loop_both_regimes(compose, engine):
 def test_trial_independent_of_batch_size(compose, engine):
     """Trial 0 alone, beside 4 others, or beside 129 (two worker threads): the same numbers, bit for bit."""
     for init in ("kaiming", "manifold", "compositional"):
-        runs = [run(compose(f"init={init}", "epochs=30", "workers=2", f"engine={engine}", f"trials={T}"))[0][0] for T in (1, 5, 130)]
+        runs = [
+            run(compose(f"init={init}", "epochs=30", "workers=2", f"engine={engine}", f"trials={T}"))[0][0]
+            for T in (1, 5, 130)
+        ]
         for other in runs[1:]:
             assert torch.equal(runs[0].final[0], other.final[0])
             assert torch.equal(runs[0].loss_train[:, 0], other.loss_train[:, 0])
@@ -70,7 +81,11 @@ def test_peak_methods_share_starting_peaks(compose):
 def test_held_out_mse_of_the_sparse_table(compose):
     """Table 3: 10 training points, test MSE on the 10 cell centres, recomputed here with the saved
     network as a plain nn.Sequential."""
-    (r,) = [c for c in run(compose("experiment=table3", "experiment.targets=[x11]", "trials=3", "epochs=30"))[0] if c.cell.method == "enforced"]
+    (r,) = [
+        c
+        for c in run(compose("experiment=table3", "experiment.targets=[x11]", "trials=3", "epochs=30"))[0]
+        if c.cell.method == "enforced"
+    ]
     assert r.x.numel() == 10
     xt = held_out_grid(10, torch.float32)
     assert torch.allclose(xt, torch.arange(10) / 10 + 0.05)
@@ -90,7 +105,13 @@ def test_every_open_setting_trains_and_takes_effect(compose):
     """Each ablation setting runs end to end for the three peak methods, lowers the loss, and changes
     what it says it changes."""
     base = _results(compose)
-    for setting in ("model.s1=tied", "model.peaks=sigmoid", "model.offset=false", "init.peak_low=0.1", "regime.direct_epochs=7"):
+    for setting in (
+        "model.s1=tied",
+        "model.peaks=sigmoid",
+        "model.offset=false",
+        "init.peak_low=0.1",
+        "regime.direct_epochs=7",
+    ):
         results = _results(compose, setting)
         for r in results.values():
             assert not r.diverged.any() and (r.mse < r.mse_init).all(), (setting, r.cell.name)

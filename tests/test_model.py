@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import compnet
-from compnet.model import closed_form, law_scales, triangle, waves
+from compnet.model import closed_form, law_scales, triangle
 
 f64 = torch.float64
 
@@ -113,7 +113,9 @@ def _derivative_jump_at_first_peak(a: torch.Tensor, s: torch.Tensor) -> float:
 
 def test_differentiability_law():
     """With scales from the law the jump in F' at a_1 shrinks toward 0 as depth grows; off the law it stays."""
-    base = torch.tensor([0.37, 0.62, 0.45, 0.55, 0.3, 0.7, 0.41, 0.58, 0.5, 0.44, 0.6, 0.52, 0.47, 0.53, 0.49], dtype=f64)
+    base = torch.tensor(
+        [0.37, 0.62, 0.45, 0.55, 0.3, 0.7, 0.41, 0.58, 0.5, 0.44, 0.6, 0.52, 0.47, 0.53, 0.49], dtype=f64
+    )
     law, off = [], []
     for d in (2, 4, 8, 12):
         a = base[: d + 1]

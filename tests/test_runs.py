@@ -70,7 +70,9 @@ def test_summary_is_written_last_and_atomically(tmp_path, monkeypatch):
 
 
 def test_load_run_reads_back_what_train_returned(tmp_path):
-    res = compnet.train("experiment=table1", "experiment.methods=[default,enforced]", "trials=2", "epochs=3", "points=20", out=tmp_path)
+    res = compnet.train(
+        "experiment=table1", "experiment.methods=[default,enforced]", "trials=2", "epochs=3", "points=20", out=tmp_path
+    )
     back = compnet.load_run(tmp_path)
     assert sorted(back.trials.cell.unique()) == ["x11-default", "x11-enforced", "x3-default", "x3-enforced"]
     key = ["cell", "trial"]

@@ -40,7 +40,10 @@ def test_newest_results_replace_only_the_marked_blocks(tmp_path: Path):
     _write(tmp_path / "README.md", README)
     out = tmp_path / "outputs" / "2026-11-23"
     _write(out / "09-00-00-000000-paper" / "tables.md", "# Reproduced tables\n\nOLD\n")
-    _write(out / "10-00-00-000000-paper" / "tables.md", "# Reproduced tables\n\nProduced on X.\n\n## table1 (min)\n\n| a |\n")
+    _write(
+        out / "10-00-00-000000-paper" / "tables.md",
+        "# Reproduced tables\n\nProduced on X.\n\n## table1 (min)\n\n| a |\n",
+    )
     _write(out / "10-30-00-000000-ablations" / "ablations.md", "# Ablations\n\nProduced on Y.\n\n| b |\n")
     cwd = os.getcwd()
     os.chdir(tmp_path)
