@@ -89,8 +89,10 @@ _TEX |= {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
 def tex(text: str) -> str:
-    """`text` as LaTeX source that typesets it literally (row labels hold `_`, `#`, `=`)."""
-    return "".join(_TEX.get(c, c) for c in str(text))
+    """`text` as LaTeX source for its characters (row labels hold `_`, `#`, `=`); an empty group before a
+    leading `[` or `*`, which the previous row's `\\\\` would otherwise take as its argument."""
+    out = "".join(_TEX.get(c, c) for c in str(text))
+    return "{}" + out if out[:1] in ("[", "*") else out
 
 
 def to_latex(df: pd.DataFrame) -> str:

@@ -344,7 +344,6 @@ def test_table_tex_file_is_valid_latex(tmp_path: Path):
     check_latex_table((tmp_path / "table.tex").read_text(), df)
 
 
-@pytest.mark.xfail(strict=True, reason="library: to_latex writes a label starting with [ or * right after a \\\\")
 def test_a_label_starting_with_a_bracket_is_not_taken_by_the_row_end():
     """`\\\\` looks past spaces and the end of line for `*` or `[`: a second row labelled "[draft] ..." is
     read as `\\\\[draft]` (an error: illegal unit of measure), one labelled "*x" loses its star."""
