@@ -118,10 +118,11 @@ def _table(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, help="where to write table.md/.tex/.csv (default: the folder holding the runs)")
     p.add_argument("--paper", action="store_true", help="also write paper_vs_ours.md: every cell against the paper")
     p.add_argument("--no-plot", action="store_true", help="skip trials.png")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a job or cell is missing or unfinished")
     args = p.parse_args(argv)
     from compnet import commands
 
-    return commands.table(args.paths, args.out, args.paper, not args.no_plot)
+    return commands.table(args.paths, args.out, args.paper, not args.no_plot, args.strict)
 
 
 def _plot(argv: list[str]) -> int:

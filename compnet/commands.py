@@ -94,47 +94,59 @@ def regions(cfg: Any, out: Path | None) -> Any:
     return frame, study.report(frame, trained)
 
 
-def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot: bool = True) -> int:
+def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot: bool = True, strict: bool = False) -> int:
     """`compnet table`: the paper's table of every finished run under `paths`, written to `out` (default:
-    the folder holding them); unfinished jobs are named on stderr and in table.md."""
+    the folder holding them). What did not finish is named on stderr and in table.md; with `strict` it
+    makes the exit code 1."""
     from compnet import runs, tables
 
+    if files := [p for p in paths if p.is_file()]:
+        print(f"compnet table: error: {files[0]} is a file; give run, experiment or sweep folders", file=sys.stderr)
+        return 2
     summaries, missing = runs.find_runs(paths)
     for m in missing:
         print(f"compnet table: missing: {m}", file=sys.stderr)
     if not summaries:
-        print(
-            f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr
-        )
+        print(f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
         return 1
-    if out is None:
-        out = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
-        out = out.parent if out.is_file() else out
-    out.mkdir(parents=True, exist_ok=True)
+    out = out or Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     metric = tables.metric_of(summaries)
-    print(tables.write_tables(out, tables.table(summaries, metric), missing))
-    if paper:
-        print("\n" + tables.write_comparison(out, summaries))
-    if plot:
-        from compnet import plots
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        print(tables.write_tables(out, tables.table(summaries, metric), missing))
+        if paper:
+            print("\n" + tables.write_comparison(out, summaries))
+        if plot:
+            from compnet import plots
 
-        plots.draw_trials(out, summaries, metric)
+            plots.draw_trials(out, summaries, metric)
+    except OSError as e:
+        print(f"compnet table: error: cannot write to {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    for warning in tables.mixed_provenance(summaries):
+        print(f"compnet table: warning: {warning}", file=sys.stderr)
     print(f"\nwrote {', '.join(str(out / f) for f in tables.TABLE_FILES)}", file=sys.stderr)
-    return 0
+    return 1 if strict and missing else 0
 
 
 def plot(paths: list[Path]) -> int:
-    """`compnet plot`: redraw every run folder's figures from what it holds on disk."""
+    """`compnet plot`: redraw every run folder's figures from what it holds on disk; a folder whose files
+    cannot be read is named and skipped."""
     from compnet import plots
 
     folders = sorted({f.parent for path in paths for f in path.rglob("summary.json")})
     if not folders:
         print(f"compnet plot: error: no run (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
         return 1
+    failed = 0
     for folder in folders:
-        for f in plots.draw_run(folder):
-            print(f)
-    return 0
+        try:
+            for f in plots.draw_run(folder):
+                print(f)
+        except (OSError, ValueError, KeyError, AttributeError) as e:  # truncated .npz, corrupt JSON or CSV
+            print(f"compnet plot: skipped {folder}: unreadable ({type(e).__name__}: {e})", file=sys.stderr)
+            failed += 1
+    return 1 if failed == len(folders) else 0
 
 
 def _output_dir() -> Path:

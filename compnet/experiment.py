@@ -24,7 +24,12 @@ from compnet.regions import trial_regions
 from compnet.stages import mse, pretrain, train_raw
 from compnet.targets import get_target, test_grid, train_grid
 
-COLLAPSE_FRACTION = 0.9  # final MSE >= 0.9 Var(target): the output is (close to) a constant
+# A trial has collapsed when its output is (close to) a constant: it varies by at most 10% of the target's
+# variance over the training points, and so fits no better than a constant would (final MSE ≥ 0.9 Var).
+COLLAPSE_FRACTION = 0.9
+# A trial has diverged when its loss turned NaN or infinite (it is frozen there), or when it blew up to a
+# finite final MSE beyond a million times the target's variance: no statistic should average it in.
+BLOWUP_FRACTION = 1e6
 
 
 @dataclass
@@ -40,7 +45,8 @@ class CellResult:
     final: torch.Tensor  # [T, P]
     peaks_start: torch.Tensor | None  # [T, d + 1]
     peaks_pretrained: torch.Tensor | None
-    diverged: torch.Tensor  # [T] bool
+    diverged: torch.Tensor  # [T] bool: non-finite loss during training, or blown up (BLOWUP_FRACTION)
+    collapsed: torch.Tensor  # [T] bool: the output is close to a constant (COLLAPSE_FRACTION)
     test_mse: torch.Tensor | None
     engine: str  # the engine that ran: fused | torch
     pieces: dict[str, list[int]]  # per stage (init, pretrain, final): linear pieces per trial, −1 if diverged
@@ -58,9 +64,16 @@ class CellResult:
     def mse_pretrain(self) -> torch.Tensor | None:
         return None if self.loss_pretrain is None else self.loss_pretrain[-1]
 
-    @property
-    def collapsed(self) -> torch.Tensor:
-        return ~self.diverged & (self.mse >= COLLAPSE_FRACTION * self.var_target)
+
+def failures(
+    pred: torch.Tensor, y: torch.Tensor, final: torch.Tensor, trained_diverged: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(diverged, collapsed) per trial from the final outputs pred [T, N] on the training points y [T, N] and
+    the final MSE [T] training recorded."""
+    var = y.var(-1, unbiased=False)
+    diverged = trained_diverged | ~(final <= BLOWUP_FRACTION * var)  # NaN compares False
+    flat = pred.var(-1, unbiased=False) <= (1 - COLLAPSE_FRACTION) * var
+    return diverged, ~diverged & flat & (final >= COLLAPSE_FRACTION * var)
 
 
 def _value(v: Any) -> Any:
@@ -136,6 +149,8 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
     for i, cell in enumerate(cells):
         loss, final, diverged = trained[i]
         loss_pre, weights_pre, peaks_pre = pretrained.get(i, (None, None, None))
+        with torch.no_grad():
+            diverged, collapsed = failures(forward(shapes.split(final), x), starts[i].y, loss[-1], diverged)
         test = None
         if xt is not None:
             with torch.no_grad():
@@ -158,6 +173,7 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
                 peaks_start=starts[i].peaks,
                 peaks_pretrained=peaks_pre,
                 diverged=diverged,
+                collapsed=collapsed,
                 test_mse=test,
                 engine="fused" if fused else "torch",
                 pieces=pieces,

@@ -17,6 +17,7 @@ An experiment's run folder holds one such folder per cell; a Hydra sweep folder 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import platform
@@ -197,26 +198,51 @@ def read_summary(folder: Path) -> dict[str, Any]:
 
 
 def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Summaries of every finished cell under `paths`, and the folders of runs that did not finish.
-
-    A folder is an unfinished run when Hydra started a job there (.hydra/) but neither it nor any folder
-    below it holds a summary.json: a failed, interrupted or still-running job.
-    """
+    """Summaries of every finished cell under `paths`, and what did not finish, one line each: jobs Hydra
+    started (.hydra/) that hold no summary.json (failed, interrupted or still running), jobs a sweep planned
+    (multirun.yaml) that never started, cells an experiment planned but did not write, and unreadable files
+    (skipped, so that one bad job does not sink the table)."""
     summaries, missing = [], []
     for path in paths:
         if not path.exists():
             missing.append(f"{path} (no such file or folder)")
             continue
-        if path.is_file():  # a run's summary.json (or any file in it) names its run folder
-            path = path.parent
-        summaries += [read_summary(f.parent) for f in sorted(path.rglob(SUMMARY))]
+        for f in sorted(path.rglob(SUMMARY)):
+            try:
+                summaries.append(read_summary(f.parent))
+            except (OSError, ValueError, AttributeError) as e:  # truncated, not JSON, not an object
+                missing.append(f"{f} (unreadable: {type(e).__name__}: {e})")
         for h in sorted(path.rglob(".hydra")):
             job = h.parent
             if not any(job.rglob(SUMMARY)):
                 missing.append(f"{job} (no summary.json: failed or interrupted)")
             else:
                 missing += _missing_cells(job)
+        for plan_file in sorted(path.rglob("multirun.yaml")):
+            missing += _unstarted_jobs(plan_file)
     return summaries, missing
+
+
+def _unstarted_jobs(plan_file: Path) -> list[str]:
+    """Jobs of a sweep that never got a folder: Hydra's basic sweeper numbers the cartesian product of the
+    sweep's overrides in order, and job n's folder starts with `n-`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        task = OmegaConf.load(plan_file).hydra.overrides.task
+        parsed = OverridesParser.create().parse_overrides(list(task))
+    except Exception as e:  # a foreign or damaged multirun.yaml: say so, do not guess
+        return [f"{plan_file} (unreadable sweep plan: {type(e).__name__})"]
+    choices = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in parsed
+    ]
+    started = {d.name.split("-", 1)[0] for d in plan_file.parent.iterdir() if d.is_dir()}
+    return [
+        f"{plan_file.parent} job {n} ({', '.join(c for c, o in zip(job, parsed) if o.is_sweep_override())}): never started"
+        for n, job in enumerate(itertools.product(*choices))
+        if str(n) not in started
+    ]
 
 
 def _missing_cells(job: Path) -> list[str]:

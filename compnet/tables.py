@@ -59,6 +59,13 @@ def row_order(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
     return sorted(first, key=lambda label: (first[label], label))
 
 
+def failed(summary: dict[str, Any]) -> str:
+    """"12/30" collapsed trials, and the diverged ones where there are any ("3/10, 7 diverged"): Min and
+    Mean cover the trials that did not diverge."""
+    text = f"{summary['n_collapsed']}/{summary['n_trials']}"
+    return text + (f", {summary['n_diverged']} diverged" if summary.get("n_diverged") else "")
+
+
 def table(summaries: list[dict[str, Any]], metric: str = "mse") -> pd.DataFrame:
     """Rows: `row_labels` in `row_order`; columns: (target, Min | Mean | Collapsed)."""
     labels = row_labels(summaries)
@@ -66,7 +73,7 @@ def table(summaries: list[dict[str, Any]], metric: str = "mse") -> pd.DataFrame:
     for s, label in zip(summaries, labels):
         rows[label][(s["target"], "Min")] = s[f"min_{metric}"]
         rows[label][(s["target"], "Mean")] = s[f"mean_{metric}"]
-        rows[label][(s["target"], "Collapsed")] = f"{s['n_collapsed']}/{s['n_trials']}"
+        rows[label][(s["target"], "Collapsed")] = failed(s)
     targets = sorted({s["target"] for s in summaries}, key=lambda t: (target_order(t), t))
     cols = pd.MultiIndex.from_tuples([(t, k) for t in targets for k in ("Min", "Mean", "Collapsed")])
     return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
@@ -117,11 +124,27 @@ def to_latex(df: pd.DataFrame) -> str:
     )
 
 
+def mixed_provenance(summaries: list[dict[str, Any]]) -> list[str]:
+    """Warnings for a table that puts side by side runs from different machines or engines, whose float32
+    numbers can differ in their last digits (README: Reproducibility)."""
+    warnings = []
+    for key, what in (("host", "machines"), ("cpu", "CPU models")):
+        seen = sorted({str(s["produced_by"][key]) for s in summaries if s.get("produced_by", {}).get(key)})
+        if len(seen) > 1:
+            warnings.append(f"runs from {len(seen)} {what} side by side: {', '.join(seen)}")
+    engines = sorted({str(e) for s in summaries if (e := settings_recorded(s).get("engine"))})
+    if len(engines) > 1:
+        warnings.append(f"runs of {len(engines)} engines side by side: {', '.join(engines)}")
+    return warnings
+
+
 TABLE_FILES = ("table.md", "table.tex", "table.csv")
 
 
 def write_tables(folder: Path, df: pd.DataFrame, missing: list[str] = ()) -> str:
     md = to_markdown(df)
+    if df.map(lambda v: "diverged" in str(v)).any().any():
+        md += "\n\nMin and Mean cover the trials that did not diverge."
     if missing:
         md += "\n\nMissing (not in the table):\n" + "\n".join(f"- {m}" for m in missing)
     (folder / "table.md").write_text(md + "\n")
@@ -148,7 +171,7 @@ def paper_comparison(summaries: list[dict[str, Any]], table_name: str, metric: s
                     "paper": theirs,
                     "ours": ours,
                     "ours / paper": ours / theirs if theirs else None,
-                    "collapsed": f"{s['n_collapsed']}/{s['n_trials']}",
+                    "collapsed": failed(s),
                 }
             )
     return pd.DataFrame(rows)
