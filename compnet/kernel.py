@@ -7,8 +7,9 @@ few dozen memory-bound passes over [T, 4, N] activations per step; the kernel wa
 of one SIMD vector and keeps a block's activations in registers (forward and backward ≈4× faster).
 
 kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with -O3 -march=native
-and cached in `$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the
-compiler and the CPU, so a cache shared between machines never runs code built for another CPU.
+and cached in `$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the whole
+compiler command (all of `$CC`'s words, the compiler's version), the flags and the CPU, so a cache shared
+between machines never runs code built for another CPU or by another command.
 `engine=auto` (the default) uses it where it builds and torch's ops elsewhere; `engine=fused` insists.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -78,7 +80,8 @@ def _load() -> ctypes.CDLL:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise KernelUnavailable(f"no working C compiler ({' '.join(cc)!r}: {e})") from None
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu().encode()]))
+    # all of CC's words, not only the compiler's version: "cc -ffp-contract=fast" builds other code than "cc"
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), json.dumps([cc, FLAGS, version, _cpu()]).encode()]))
     path = _cache_dir() / f"kernel-{key.hexdigest()[:16]}.so"
     try:
         if not path.exists():

@@ -259,3 +259,13 @@ def test_builds_once_into_the_cache(fresh):
     kernel._outcome.cache_clear()
     kernel.library()  # a new process: finds the cached build
     assert built[0].stat().st_mtime_ns == stamp and len(list(fresh.iterdir())) == 1
+
+
+@needs_kernel
+def test_cache_key_covers_all_of_cc(monkeypatch, fresh):
+    """CC's arguments change the build ("cc -ffp-contract=fast"), so they are part of its cache key."""
+    for cc in ("cc", "cc -O2"):
+        monkeypatch.setenv("CC", cc)
+        kernel._outcome.cache_clear()
+        kernel.library()
+    assert len(list(fresh.glob("kernel-*.so"))) == 2
