@@ -63,7 +63,8 @@ static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64
 }
 
 /* The same layer backwards: per-lane gradient sums aw += δ inᵀ, ab += δ, and (unless it is the first layer)
-   prev = [in > 0] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation (torch's threshold_backward). */
+   prev = [!(in <= 0)] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation, masked by the ReLU's
+   output as torch's threshold_backward masks it (a NaN output passes the gradient there too). */
 static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, const real *W,
                                                                const VEC(vec) *in, const VEC(vec) *delta,
                                                                VEC(vec) *aw, VEC(vec) *ab, VEC(vec) *prev)
@@ -76,7 +77,7 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
     for (int64_t i = 0; i < ni; i++) {
         VEC(vec) g = {0};
         for (int64_t o = 0; o < no; o++) g += W[o * ni + i] * delta[o];
-        prev[i] = (VEC(vec))((in[i] > 0) & (VEC(mask))g);
+        prev[i] = (VEC(vec))(~(in[i] <= 0) & (VEC(mask))g);
     }
 }
 

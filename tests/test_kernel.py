@@ -1,5 +1,6 @@
 """The fused C kernel against torch's ops and autograd (the reference), and its build."""
 
+import itertools
 import math
 import shutil
 import subprocess
@@ -101,6 +102,44 @@ def test_encoded_network_through_the_peaks():
     assert grads[0].abs().min() > 0
 
 
+def plain_forward(layers, x):
+    """`forward` without BLAS: z = b + w_0 h_0 + w_1 h_1 + …, every product and sum rounded on its own, in that
+    order, as the kernel computes it. torch's baddbmm leaves this to MKL, which (on an FMA machine) fuses
+    multiply and add in most columns and not in the last few, so where a pre-activation is exactly 0 its
+    sign, and a ReLU's mask with it, depend on the library and the machine."""
+    h = x.expand(layers[0][0].shape[0], 1, x.shape[0])
+    for i, (w, b) in enumerate(layers):
+        z = b.unsqueeze(2)
+        for j in range(w.shape[2]):
+            z = z + w[:, :, j : j + 1] * h[:, j : j + 1, :]
+        h = torch.relu(z) if i < len(layers) - 1 else z
+    return h[:, 0, :]
+
+
+@needs_kernel
+@pytest.mark.parametrize("n_peaks", [2, 3, 4, 5])
+def test_encoded_network_on_a_dyadic_grid_rounds_and_masks_as_torch(n_peaks):
+    """Dyadic peaks on a dyadic grid put pre-activations on 0 up to rounding, where a contracted multiply-add
+    (an FMA build) and separately rounded operations choose different ReLU masks: gradients up to 1e-2 apart.
+    The kernel rounds as plain IEEE operations and masks as torch's relu backward does (the gradient passes
+    where the output is > 0), so it agrees with torch's autograd of the same operations to 1e-13; its loss
+    agrees to 1e-13 with `forward` through BLAS too (a mask flipped at a pre-activation of ±1e-18 moves the
+    output by ~1e-18, but the gradient by the whole masked term)."""
+    peaks = torch.tensor(list(itertools.product([0.25, 0.5, 0.75], repeat=n_peaks)), dtype=f64)
+    sign = torch.tensor([(-1.0) ** t for t in range(len(peaks))], dtype=f64)
+    layers = [(w.detach(), b.detach()) for w, b in encode(peaks, law_scales(peaks), sign)]
+    x = torch.arange(513, dtype=f64) / 512  # k/512: not a whole number of blocks
+    y = get_target("x3")(x).expand(len(peaks), -1)
+    loss, grads = fused(layers, x, y)
+    leaves = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in layers]
+    ref_loss = mse(plain_forward(leaves, x), y)
+    ref_loss.sum().backward()
+    assert (loss - ref_loss).abs().max() < 1e-13
+    for g, r in zip(grads, layer_tensors(leaves)):
+        assert (g - r.grad).abs().max() < 1e-13
+    assert (loss - reference(layers, x, y)[0]).abs().max() < 1e-13
+
+
 @needs_kernel
 def test_trial_does_not_depend_on_its_batch():
     layers, _ = random_net(5, 4, 7, torch.float32)
@@ -123,6 +162,20 @@ def test_nan_stays_in_its_trial():
     loss = kernel.mlp_mse(layers, x, y)
     assert torch.isnan(loss[1]) and torch.isfinite(loss[[0, 2]]).all()
     assert torch.equal(loss[[0, 2]], kernel.mlp_mse([(w[[0, 2]], b[[0, 2]]) for w, b in layers], x, y[[0, 2]]))
+
+
+@needs_kernel
+def test_nan_activation_masked_as_torch_masks_it():
+    """torch's relu backward blocks the gradient where the output is <= 0, so a NaN output passes it: the
+    same entries of the gradient are NaN in both engines."""
+    layers, _ = random_net(3, 4, 2)
+    layers[1][1][0, 2] = math.nan  # one hidden neuron of trial 0 is NaN at every point
+    x = train_grid(20, f64)
+    y = torch.zeros(2, 20, dtype=f64)
+    (loss, grads), (ref_loss, ref_grads) = fused(layers, x, y), reference(layers, x, y)
+    torch.testing.assert_close(loss, ref_loss, equal_nan=True, rtol=0, atol=1e-14)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, equal_nan=True, rtol=0, atol=1e-13)
 
 
 @needs_kernel
