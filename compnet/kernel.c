@@ -8,9 +8,16 @@
 
    Why a kernel: the networks are 4 neurons wide, so torch spends a step on a few dozen memory-bound passes
    over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (GCC/Clang
-   vector extensions, lowered to whatever SIMD the machine has), so every activation of a block stays in
-   registers or L1 and each neuron costs a handful of vector instructions. Each trial is computed on its
-   own, in a fixed order, so its numbers do not depend on the batch.
+   vector extensions), so every activation of a block stays in registers or L1 and each neuron costs a
+   handful of vector instructions. Each trial is computed on its own, in a fixed order, so its numbers do not
+   depend on the batch.
+
+   Nor on the x86-64 machine: a block is 32 bytes (8 floats, 4 doubles) whatever SIMD the compiler targets
+   (AVX2 runs it in one register, SSE2 in two, AVX-512 in half of one), every lane does the same IEEE
+   operations in the same order, and lanes and blocks are summed in one fixed order. kernel.py compiles with
+   -ffp-contract=off, since whether w*h + z becomes one FMA (one rounding instead of two) would depend on the
+   target and the compiler; nothing here asks for an FMA either. Options that let the compiler reorder,
+   approximate or widen arithmetic are refused below.
 
    The file instantiates itself for float and double (the #include __FILE__ below). */
 
@@ -20,14 +27,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* one block of points is one native vector (a wider one is lowered by spilling, several times slower) */
-#if defined(__AVX512F__)
-#define VBYTES 64
-#elif defined(__AVX__)
-#define VBYTES 32
-#else
-#define VBYTES 16
+#if defined(__FAST_MATH__) || defined(__ASSOCIATIVE_MATH__) || defined(__RECIPROCAL_MATH__) || __FINITE_MATH_ONLY__ \
+    || __FLT_EVAL_METHOD__ != 0
+#error "kernel.c computes as written in IEEE float and double: no -ffast-math or parts of it, no -mfpmath=387"
 #endif
+
+/* The block size sets the order of the sums, so it is fixed rather than the machine's vector width: 32 bytes,
+   AVX2's register, the widest that most x86-64 machines run at full speed. */
+#define VBYTES 32
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 

@@ -2,8 +2,11 @@
 
 import itertools
 import math
+import platform
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -240,6 +243,67 @@ def test_what_torch_would_broadcast_or_refuse():
         kernel.mlp_mse([(w.float(), b.float()) for w, b in layers], x, y)
     with pytest.raises(ValueError, match="weights only"):
         kernel.mlp_mse(layers, x, y.clone().requires_grad_())
+
+
+GENERIC = ["-march=x86-64" if f == "-march=native" else f for f in kernel.FLAGS]  # SSE2 only
+
+
+@pytest.fixture(scope="module")
+def native_and_generic(tmp_path_factory):
+    """kernel.c built for this CPU and for any x86-64, each into its own cache."""
+    if kernel.unavailable() is not None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs a C compiler for x86-64")
+    root = tmp_path_factory.mktemp("builds")
+    native, generic = kernel._load(kernel.FLAGS, root / "native"), kernel._load(GENERIC, root / "generic")
+    assert native.flags == kernel.FLAGS and generic.flags == GENERIC
+    return native, generic
+
+
+def with_build(monkeypatch, built, fn, *args):
+    monkeypatch.setattr(kernel, "_outcome", lambda: built)
+    return fn(*args)
+
+
+def assert_same_bits(monkeypatch, builds, layers, x, y):
+    (loss, grads), (loss2, grads2) = [with_build(monkeypatch, b, fused, layers, x, y) for b in builds]
+    assert torch.equal(loss, loss2)
+    for g, g2 in zip(grads, grads2):
+        assert torch.equal(g, g2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("depth,width", [(1, 4), (5, 4), (3, 3), (2, 7)])
+@pytest.mark.parametrize("points", [1, 5, 37, 500])
+def test_native_build_computes_the_generic_builds_bits(monkeypatch, native_and_generic, dtype, depth, width, points):
+    """The numbers do not depend on the x86-64 machine: -march=native (here AVX2 and FMA) and plain SSE2
+    give the same bits, since the block size, the order of every sum and the roundings are fixed."""
+    layers, _ = random_net(depth, width, 5, dtype, seed=depth * 100 + points)
+    x = train_grid(points, dtype)
+    y = torch.randn(5, points, generator=torch.Generator().manual_seed(points), dtype=dtype)
+    assert_same_bits(monkeypatch, native_and_generic, layers, x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("points", [1, 5, 37, 500])
+def test_native_build_computes_the_generic_builds_bits_on_encoded_networks(monkeypatch, native_and_generic, dtype, points):
+    gen = torch.Generator().manual_seed(3)
+    random_peaks = 0.25 + 0.5 * torch.rand(8, 6, generator=gen, dtype=dtype)
+    dyadic_peaks = torch.tensor(list(itertools.product([0.25, 0.5, 0.75], repeat=4)), dtype=dtype)
+    for peaks in (random_peaks, dyadic_peaks):
+        sign = torch.tensor([(-1.0) ** t for t in range(len(peaks))], dtype=dtype)
+        layers = [(w.detach(), b.detach()) for w, b in encode(peaks, law_scales(peaks), sign)]
+        x = train_grid(points, dtype)
+        assert_same_bits(monkeypatch, native_and_generic, layers, x, get_target("x3")(x).expand(len(peaks), -1))
+
+
+def test_native_build_has_no_fma(native_and_generic):
+    """No FMA instruction, from contraction, intrinsics or vector lowering (where objdump can tell)."""
+    native, generic = native_and_generic
+    if shutil.which("objdump") is None:
+        pytest.skip("no objdump here")
+    code = subprocess.run(["objdump", "-d", str(native.path)], capture_output=True, text=True, check=True).stdout
+    assert "ymm" in code or "avx" not in Path("/proc/cpuinfo").read_text()  # the native build is not SSE2's
+    assert not re.search(r"\bv?f(n)?m(add|sub)", code)
 
 
 @pytest.fixture
