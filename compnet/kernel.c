@@ -95,6 +95,9 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
      : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
                               : f(no, ni, __VA_ARGS__))
 
+/* the lane count, read by kernel.describe() from the build itself */
+int64_t CAT(NAME, lanes)(void) { return LANES; }
+
 int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const *w, const int64_t *w_stride,
          const real *const *b, const int64_t *b_stride, const real *x, const real *y, int64_t y_stride, real *loss,
          real *const *gw, real *const *gb)

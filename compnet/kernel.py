@@ -9,12 +9,12 @@ dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks 
 one SIMD vector's worth and keeps a block's activations in registers (forward and backward ≈4× faster).
 
 The kernel's numbers are the same on every x86-64 machine, bit for bit: a block is always 32 bytes (8
-floats, 4 doubles), not the machine's vector width, so
-every sum runs in the same order, and it is compiled with -ffp-contract=off, so that no product is fused
-into an FMA (one rounding instead of two) on the machines that have one. A trial trained on an AVX-512
-machine therefore gets the float32 table an AVX2 or SSE2 machine gets (chaotic training amplifies any
-difference in the last bit). -march=native only chooses the instructions: the tests check that its build
-and a generic x86-64 (SSE2) build give identical bits.
+floats, 4 doubles; `describe()` reads the lane counts from the build), not the machine's vector width, so
+every sum runs in the same order; and it is compiled with -ffp-contract=off, so that no product is fused
+into an FMA (one rounding instead of two) where the machine has one. A trial trained on an AVX-512 machine
+therefore gets the float32 table an AVX2 or SSE2 machine gets (chaotic training amplifies any difference in
+the last bit). -march=native only chooses the instructions: the tests check that its build and a generic
+x86-64 (SSE2) build give identical bits.
 
 kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with FLAGS and cached in
 `$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the whole compiler
@@ -52,6 +52,15 @@ _FN = {torch.float32: "mlp_mse_f32", torch.float64: "mlp_mse_f64"}
 
 class KernelUnavailable(RuntimeError):
     """kernel.c could not be compiled or loaded on this machine (the message says why)."""
+
+
+@functools.cache
+def _cpu_model() -> str | None:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None
+    return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None)
 
 
 def _cpu() -> str:
@@ -124,6 +133,7 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
         fn.argtypes = [i64, i64, i64, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptr, ptr, i64, ptr, ptrs, ptrs]
+        getattr(lib, f"{name}_lanes").restype = i64
     return _Built(lib, cc, version, tries[built], paths[built])
 
 
@@ -147,6 +157,24 @@ def unavailable() -> str | None:
     """Why the fused engine cannot run here, or None when it can."""
     built = _outcome()
     return built if isinstance(built, str) else None
+
+
+def describe() -> dict:
+    """What the kernel's numbers depend on, for the run's record: the lanes per block (read from the build),
+    the compiler and flags it was built with, and the CPU; where it does not build, `unavailable` says why."""
+    built = _outcome()
+    if isinstance(built, str):
+        none = dict.fromkeys(["lanes_f32", "lanes_f64", "cc", "cc_command", "flags"])
+        return {**none, "cpu": _cpu_model(), "unavailable": built}
+    return {
+        "lanes_f32": built.lib.mlp_mse_f32_lanes(),
+        "lanes_f64": built.lib.mlp_mse_f64_lanes(),
+        "cc": (built.version.splitlines() or [""])[0],
+        "cc_command": " ".join(built.cc),
+        "flags": " ".join(built.flags),
+        "cpu": _cpu_model(),
+        "unavailable": None,
+    }
 
 
 def resolve(engine: str) -> str:

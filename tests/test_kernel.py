@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -243,6 +244,55 @@ def test_what_torch_would_broadcast_or_refuse():
         kernel.mlp_mse([(w.float(), b.float()) for w, b in layers], x, y)
     with pytest.raises(ValueError, match="weights only"):
         kernel.mlp_mse(layers, x, y.clone().requires_grad_())
+
+
+@needs_kernel
+def test_describe_says_how_the_numbers_were_made():
+    d = kernel.describe()
+    lib = kernel.library()
+    assert (d["lanes_f32"], d["lanes_f64"]) == (lib.mlp_mse_f32_lanes(), lib.mlp_mse_f64_lanes()) == (8, 4)
+    assert d["flags"] == " ".join(kernel.FLAGS) and "-ffp-contract=off" in d["flags"]
+    cc = d["cc_command"].split()
+    assert d["cc"] == subprocess.run([*cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert d["unavailable"] is None and (d["cpu"] is None or d["cpu"].strip())
+
+
+def test_describe_without_a_compiler(no_compiler):
+    d = kernel.describe()
+    assert d["lanes_f32"] is None and "no-such-cc" in d["unavailable"]
+
+
+def summed_in_lanes(x, y, w, b, lanes):
+    """A one-layer net's loss and bias gradient as kernel.c sums them, in numpy float32: per lane over the
+    blocks, then the lanes in order (the loss in double)."""
+    n = len(x)
+    pad = -n % lanes
+    x = np.concatenate([x, np.repeat(x[-1:], pad)]).reshape(-1, lanes)
+    r = ((b + np.float32(0)) + w * x) - np.concatenate([y, np.zeros(pad, np.float32)]).reshape(-1, lanes)
+    r[-1, lanes - pad :] = 0
+    sse, ab = np.zeros(lanes, np.float32), np.zeros(lanes, np.float32)
+    for k in range(len(r)):
+        sse = sse + r[k] * r[k]
+        ab = ab + r[k] * (np.float32(2) / np.float32(n))
+    loss, grad = 0.0, np.float32(0)
+    for v in range(lanes):
+        loss, grad = loss + float(sse[v]), grad + ab[v]
+    return np.float32(loss / n), grad
+
+
+@needs_kernel
+def test_sums_run_in_blocks_of_the_described_lanes():
+    """The lane count is the order of the sums: the kernel's float32 loss and bias gradient are bit for bit
+    those summed in blocks of describe()'s lanes, and not those of another block size."""
+    gen = np.random.default_rng(0)
+    x = gen.random(499, dtype=np.float32)
+    y = (gen.standard_normal(499) * 10 ** gen.uniform(-3, 3, 499)).astype(np.float32)  # rounding in every sum
+    w, b = np.float32(1.7), np.float32(-0.3)
+    layers = [(torch.tensor([[[w]]]), torch.tensor([[b]]))]
+    loss, grads = fused(layers, torch.from_numpy(x), torch.from_numpy(y)[None])
+    got = (loss.item(), grads[1].item())
+    assert got == summed_in_lanes(x, y, w, b, kernel.describe()["lanes_f32"])
+    assert all(got != summed_in_lanes(x, y, w, b, lanes) for lanes in (4, 16))
 
 
 GENERIC = ["-march=x86-64" if f == "-march=native" else f for f in kernel.FLAGS]  # SSE2 only
