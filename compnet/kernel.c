@@ -32,9 +32,17 @@
 #error "kernel.c computes as written in IEEE float and double: no -ffast-math or parts of it, no -mfpmath=387"
 #endif
 
-/* The block size sets the order of the sums, so it is fixed rather than the machine's vector width: 32 bytes,
-   AVX2's register, the widest that most x86-64 machines run at full speed. */
+/* A block's size sets the order of the sums, so it is fixed rather than the machine's vector width: 32 bytes,
+   AVX2's register, the widest that most x86-64 machines run at full speed. Without AVX a block is held in
+   PARTS vectors of 16 bytes (GCC would split a 32-byte vector into halves that spill: 2.5× slower); lanes
+   never mix until the final sums, so only those need to know which part a lane is in. */
+#define BLOCK 32
+#if defined(__AVX__)
 #define VBYTES 32
+#else
+#define VBYTES 16
+#endif
+#define PARTS (BLOCK / VBYTES)
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
@@ -53,7 +61,8 @@
 #else
 
 #define VEC(x) CAT(x, real) /* vec_float, forward_double, … */
-#define LANES ((int64_t)(VBYTES / sizeof(real)))
+#define LANES ((int64_t)(BLOCK / sizeof(real)))   /* a block's: the sums' order */
+#define VLANES ((int64_t)(VBYTES / sizeof(real))) /* a vector's */
 typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
 typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
 
@@ -95,6 +104,16 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
      : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
                               : f(no, ni, __VA_ARGS__))
 
+/* The sum of one gradient entry's lanes, in the block's order: lane v of part q is the block's lane
+   q·VLANES + v, and part q's sums lie `stride` vectors after part q−1's. */
+static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
+{
+    real sum = 0;
+    for (int q = 0; q < PARTS; q++)
+        for (int v = 0; v < VLANES; v++) sum += a[q * stride][v];
+    return sum;
+}
+
 /* the lane count, read by kernel.describe() from the build itself */
 int64_t CAT(NAME, lanes)(void) { return LANES; }
 
@@ -104,35 +123,40 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
-    int64_t width = 0, nw = 0, nb = 0, blocks = (N + LANES - 1) / LANES;
+    int64_t width = 0, nw = 0, nb = 0, nv = (N + LANES - 1) / LANES * PARTS; /* vectors of points */
     for (int64_t l = 0; l <= L; l++) width = dims[l] > width ? dims[l] : width;
     for (int64_t l = 0; l < L; l++) nw += dims[l + 1] * dims[l], nb += dims[l + 1];
-    /* h: every layer's input for one block of points; acc: per-lane sums of the gradients; xs, ys: the
-       points and one trial's targets, padded to whole blocks; valid: which lanes of the last block are points.
-       Padding lanes repeat the last point, so their activations are finite wherever the real ones are and
-       their zeroed residual adds exactly nothing to the gradient sums (0 · inf would be NaN). */
-    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + nw + nb + 2 * blocks));
+    int64_t na = nw + nb;
+    /* h: every layer's input for one vector of points; acc: per-lane sums of the gradients, a set for each
+       part of a block; xs, ys: the points and one trial's targets, padded to whole blocks; valid: which lanes
+       of the last block's parts are points. Padding lanes repeat the last point, so their activations are
+       finite wherever the real ones are and their zeroed residual adds exactly nothing to the gradient sums
+       (0 · inf would be NaN). */
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + PARTS * na + 2 * nv + PARTS));
     if (!h) return 1;
-    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + nw + nb, *ys = xs + blocks;
-    memset(xs, 0, VBYTES * (size_t)(2 * blocks));
+    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + PARTS * na, *ys = xs + nv;
+    mask *valid = (mask *)(ys + nv);
+    memset(xs, 0, VBYTES * (size_t)(2 * nv));
     memcpy(xs, x, sizeof(real) * (size_t)N);
-    for (int64_t p = N; p < blocks * LANES; p++) ((real *)xs)[p] = x[N - 1];
-    mask valid;
-    for (int64_t v = 0; v < LANES; v++) valid[v] = (blocks - 1) * LANES + v < N ? -1 : 0;
+    for (int64_t p = N; p < nv * VLANES; p++) ((real *)xs)[p] = x[N - 1];
+    for (int64_t q = 0; q < PARTS; q++)
+        for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - PARTS + q) * VLANES + v < N ? -1 : 0;
     for (int64_t t = 0; t < T; t++) {
-        vec sse = {0};
+        vec sse[PARTS];
+        for (int q = 0; q < PARTS; q++) sse[q] = (vec){0};
         memcpy(ys, y + t * y_stride, sizeof(real) * (size_t)N);
-        memset(acc, 0, VBYTES * (size_t)(nw + nb));
-        for (int64_t k = 0; k < blocks; k++) {
+        memset(acc, 0, VBYTES * (size_t)(PARTS * na));
+        for (int64_t k = 0; k < nv; k++) {
+            int64_t q = k % PARTS;
             h[0] = xs[k];
             for (int64_t l = 0; l < L; l++)
                 BY_SHAPE(VEC(forward), dims[l + 1], dims[l], w[l] + t * w_stride[l], b[l] + t * b_stride[l],
                          h + l * width, h + (l + 1) * width, l < L - 1);
             vec r = h[L * width] - ys[k];
-            if (k == blocks - 1) r = (vec)((mask)r & valid); /* padding lanes of the last block */
-            sse += r * r;
+            if (k >= nv - PARTS) r = (vec)((mask)r & valid[k - (nv - PARTS)]); /* padding lanes of the last block */
+            sse[q] += r * r;
             if (!gw) continue;
-            vec *delta = d, *prev = d + width, *aw = acc + nw, *ab = acc + nw + nb;
+            vec *delta = d, *prev = d + width, *aw = acc + q * na + nw, *ab = acc + q * na + na;
             delta[0] = r * ((real)2 / (real)N);
             for (int64_t l = L - 1; l >= 0; l--) {
                 aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
@@ -143,24 +167,15 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
             }
         }
         double s = 0;
-        for (int v = 0; v < LANES; v++) s += sse[v];
+        for (int q = 0; q < PARTS; q++)
+            for (int v = 0; v < VLANES; v++) s += sse[q][v];
         loss[t] = (real)(s / (double)N);
         if (!gw) continue;
         const vec *a = acc;
-        for (int64_t l = 0; l < L; l++) {
-            int64_t k = dims[l + 1] * dims[l];
-            for (int64_t j = 0; j < k; j++, a++) {
-                real sum = 0;
-                for (int v = 0; v < LANES; v++) sum += (*a)[v];
-                gw[l][t * k + j] = sum;
-            }
-        }
         for (int64_t l = 0; l < L; l++)
-            for (int64_t j = 0; j < dims[l + 1]; j++, a++) {
-                real sum = 0;
-                for (int v = 0; v < LANES; v++) sum += (*a)[v];
-                gb[l][t * dims[l + 1] + j] = sum;
-            }
+            for (int64_t j = 0, k = dims[l + 1] * dims[l]; j < k; j++) gw[l][t * k + j] = VEC(lanesum)(a++, na);
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t j = 0; j < dims[l + 1]; j++) gb[l][t * dims[l + 1] + j] = VEC(lanesum)(a++, na);
     }
     free(h);
     return 0;
@@ -168,5 +183,6 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
 
 #undef VEC
 #undef LANES
+#undef VLANES
 #undef BY_SHAPE
 #endif

@@ -335,7 +335,9 @@ def test_native_build_computes_the_generic_builds_bits(monkeypatch, native_and_g
 
 @pytest.mark.parametrize("dtype", [torch.float32, f64])
 @pytest.mark.parametrize("points", [1, 5, 37, 500])
-def test_native_build_computes_the_generic_builds_bits_on_encoded_networks(monkeypatch, native_and_generic, dtype, points):
+def test_native_build_computes_the_generic_builds_bits_on_encoded_networks(
+    monkeypatch, native_and_generic, dtype, points
+):
     gen = torch.Generator().manual_seed(3)
     random_peaks = 0.25 + 0.5 * torch.rand(8, 6, generator=gen, dtype=dtype)
     dyadic_peaks = torch.tensor(list(itertools.product([0.25, 0.5, 0.75], repeat=4)), dtype=dtype)
