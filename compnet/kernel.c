@@ -7,9 +7,9 @@
        δ_{L-1} = 2 (f − y) / N,  δ_{l-1} = [h_l > 0] ⊙ W_lᵀ δ_l,  dW_l = Σ_n δ_l h_lᵀ,  db_l = Σ_n δ_l.
 
    Why a kernel: the networks are 4 neurons wide, so torch spends a step on a few dozen memory-bound passes
-   over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (GCC/Clang
-   vector extensions), so every activation of a block stays in registers or L1 and each neuron costs a
-   handful of vector instructions. Each trial is computed on its own, in a fixed order, so its numbers do not
+   over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (two without
+   AVX; GCC/Clang vector extensions), so every activation of a block stays in registers or L1 and each neuron
+   costs a handful of vector instructions. Each trial is computed on its own, in a fixed order, so its numbers do not
    depend on the batch.
 
    Nor on the x86-64 machine: a block is 32 bytes (8 floats, 4 doubles) whatever SIMD the compiler targets
@@ -66,7 +66,7 @@
 typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
 typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
 
-/* One layer on one block: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
+/* One layer on one vector of points: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
    trial is still seen as diverged). Always inlined, so that the calls below with constant shapes unroll. */
 static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, const real *W, const real *B,
                                                               const VEC(vec) *in, VEC(vec) *out, int relu)

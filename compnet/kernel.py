@@ -5,8 +5,8 @@ backward pass, dloss_t/dW_l and dloss_t/db_l: the same numbers as `mse(forward(l
 autograd backward up to rounding (float64: a few 1e-16 apart; the sums run in another order), except where
 a pre-activation is 0 up to rounding: there the two may choose different ReLU masks, since torch leaves the
 matrix product to BLAS (MKL fuses multiply and add on an FMA machine, in most columns). torch needs a few
-dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks of
-one SIMD vector's worth and keeps a block's activations in registers (forward and backward ≈4× faster).
+dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks of a
+SIMD register's worth and keeps a block's activations in registers (forward and backward ≈4× faster).
 
 The kernel's numbers are the same on every x86-64 machine, bit for bit: a block is always 32 bytes (8
 floats, 4 doubles; `describe()` reads the lane counts from the build), not the machine's vector width, so
