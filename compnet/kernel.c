@@ -7,10 +7,17 @@
        δ_{L-1} = 2 (f − y) / N,  δ_{l-1} = [h_l > 0] ⊙ W_lᵀ δ_l,  dW_l = Σ_n δ_l h_lᵀ,  db_l = Σ_n δ_l.
 
    Why a kernel: the networks are 4 neurons wide, so torch spends a step on a few dozen memory-bound passes
-   over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (GCC/Clang
-   vector extensions, lowered to whatever SIMD the machine has), so every activation of a block stays in
-   registers or L1 and each neuron costs a handful of vector instructions. Each trial is computed on its
-   own, in a fixed order, so its numbers do not depend on the batch.
+   over [T, 4, N] activations. Here the points are walked in blocks of LANES held in one vector (two without
+   AVX; GCC/Clang vector extensions), so every activation of a block stays in registers or L1 and each neuron
+   costs a handful of vector instructions. Each trial is computed on its own, in a fixed order, so its numbers do not
+   depend on the batch.
+
+   Nor on the x86-64 machine: a block is 32 bytes (8 floats, 4 doubles) whatever SIMD the compiler targets
+   (AVX2 runs it in one register, SSE2 in two, AVX-512 in half of one), every lane does the same IEEE
+   operations in the same order, and lanes and blocks are summed in one fixed order. kernel.py compiles with
+   -ffp-contract=off, since whether w*h + z becomes one FMA (one rounding instead of two) would depend on the
+   target and the compiler; nothing here asks for an FMA either. Options that let the compiler reorder,
+   approximate or widen arithmetic are refused below.
 
    The file instantiates itself for float and double (the #include __FILE__ below). */
 
@@ -20,14 +27,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* one block of points is one native vector (a wider one is lowered by spilling, several times slower) */
-#if defined(__AVX512F__)
-#define VBYTES 64
-#elif defined(__AVX__)
+#if defined(__FAST_MATH__) || defined(__ASSOCIATIVE_MATH__) || defined(__RECIPROCAL_MATH__) || __FINITE_MATH_ONLY__ \
+    || __FLT_EVAL_METHOD__ != 0
+#error "kernel.c computes as written in IEEE float and double: no -ffast-math or parts of it, no -mfpmath=387"
+#endif
+
+/* A block's size sets the order of the sums, so it is fixed rather than the machine's vector width: 32 bytes,
+   AVX2's register, the widest that most x86-64 machines run at full speed. Without AVX a block is held in
+   PARTS vectors of 16 bytes (GCC would split a 32-byte vector into halves that spill: 2.5× slower); lanes
+   never mix until the final sums, so only those need to know which part a lane is in. */
+#define BLOCK 32
+#if defined(__AVX__)
 #define VBYTES 32
 #else
 #define VBYTES 16
 #endif
+#define PARTS (BLOCK / VBYTES)
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
@@ -46,11 +61,12 @@
 #else
 
 #define VEC(x) CAT(x, real) /* vec_float, forward_double, … */
-#define LANES ((int64_t)(VBYTES / sizeof(real)))
+#define LANES ((int64_t)(BLOCK / sizeof(real)))   /* a block's: the sums' order */
+#define VLANES ((int64_t)(VBYTES / sizeof(real))) /* a vector's */
 typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
 typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
 
-/* One layer on one block: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
+/* One layer on one vector of points: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
    trial is still seen as diverged). Always inlined, so that the calls below with constant shapes unroll. */
 static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, const real *W, const real *B,
                                                               const VEC(vec) *in, VEC(vec) *out, int relu)
@@ -63,7 +79,8 @@ static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64
 }
 
 /* The same layer backwards: per-lane gradient sums aw += δ inᵀ, ab += δ, and (unless it is the first layer)
-   prev = [in > 0] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation (torch's threshold_backward). */
+   prev = [!(in <= 0)] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation, masked by the ReLU's
+   output as torch's threshold_backward masks it (a NaN output passes the gradient there too). */
 static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, const real *W,
                                                                const VEC(vec) *in, const VEC(vec) *delta,
                                                                VEC(vec) *aw, VEC(vec) *ab, VEC(vec) *prev)
@@ -76,7 +93,7 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
     for (int64_t i = 0; i < ni; i++) {
         VEC(vec) g = {0};
         for (int64_t o = 0; o < no; o++) g += W[o * ni + i] * delta[o];
-        prev[i] = (VEC(vec))((in[i] > 0) & (VEC(mask))g);
+        prev[i] = (VEC(vec))(~(in[i] <= 0) & (VEC(mask))g);
     }
 }
 
@@ -87,41 +104,59 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
      : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
                               : f(no, ni, __VA_ARGS__))
 
+/* The sum of one gradient entry's lanes, in the block's order: lane v of part q is the block's lane
+   q·VLANES + v, and part q's sums lie `stride` vectors after part q−1's. */
+static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
+{
+    real sum = 0;
+    for (int q = 0; q < PARTS; q++)
+        for (int v = 0; v < VLANES; v++) sum += a[q * stride][v];
+    return sum;
+}
+
+/* the lane count, read by kernel.describe() from the build itself */
+int64_t CAT(NAME, lanes)(void) { return LANES; }
+
 int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const *w, const int64_t *w_stride,
          const real *const *b, const int64_t *b_stride, const real *x, const real *y, int64_t y_stride, real *loss,
          real *const *gw, real *const *gb)
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
-    int64_t width = 0, nw = 0, nb = 0, blocks = (N + LANES - 1) / LANES;
+    int64_t width = 0, nw = 0, nb = 0, nv = (N + LANES - 1) / LANES * PARTS; /* vectors of points */
     for (int64_t l = 0; l <= L; l++) width = dims[l] > width ? dims[l] : width;
     for (int64_t l = 0; l < L; l++) nw += dims[l + 1] * dims[l], nb += dims[l + 1];
-    /* h: every layer's input for one block of points; acc: per-lane sums of the gradients; xs, ys: the
-       points and one trial's targets, padded to whole blocks; valid: which lanes of the last block are points.
-       Padding lanes repeat the last point, so their activations are finite wherever the real ones are and
-       their zeroed residual adds exactly nothing to the gradient sums (0 · inf would be NaN). */
-    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + nw + nb + 2 * blocks));
+    int64_t na = nw + nb;
+    /* h: every layer's input for one vector of points; acc: per-lane sums of the gradients, a set for each
+       part of a block; xs, ys: the points and one trial's targets, padded to whole blocks; valid: which lanes
+       of the last block's parts are points. Padding lanes repeat the last point, so their activations are
+       finite wherever the real ones are and their zeroed residual adds exactly nothing to the gradient sums
+       (0 · inf would be NaN). */
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + PARTS * na + 2 * nv + PARTS));
     if (!h) return 1;
-    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + nw + nb, *ys = xs + blocks;
-    memset(xs, 0, VBYTES * (size_t)(2 * blocks));
+    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + PARTS * na, *ys = xs + nv;
+    mask *valid = (mask *)(ys + nv);
+    memset(xs, 0, VBYTES * (size_t)(2 * nv));
     memcpy(xs, x, sizeof(real) * (size_t)N);
-    for (int64_t p = N; p < blocks * LANES; p++) ((real *)xs)[p] = x[N - 1];
-    mask valid;
-    for (int64_t v = 0; v < LANES; v++) valid[v] = (blocks - 1) * LANES + v < N ? -1 : 0;
+    for (int64_t p = N; p < nv * VLANES; p++) ((real *)xs)[p] = x[N - 1];
+    for (int64_t q = 0; q < PARTS; q++)
+        for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - PARTS + q) * VLANES + v < N ? -1 : 0;
     for (int64_t t = 0; t < T; t++) {
-        vec sse = {0};
+        vec sse[PARTS];
+        for (int q = 0; q < PARTS; q++) sse[q] = (vec){0};
         memcpy(ys, y + t * y_stride, sizeof(real) * (size_t)N);
-        memset(acc, 0, VBYTES * (size_t)(nw + nb));
-        for (int64_t k = 0; k < blocks; k++) {
+        memset(acc, 0, VBYTES * (size_t)(PARTS * na));
+        for (int64_t k = 0; k < nv; k++) {
+            int64_t q = k % PARTS;
             h[0] = xs[k];
             for (int64_t l = 0; l < L; l++)
                 BY_SHAPE(VEC(forward), dims[l + 1], dims[l], w[l] + t * w_stride[l], b[l] + t * b_stride[l],
                          h + l * width, h + (l + 1) * width, l < L - 1);
             vec r = h[L * width] - ys[k];
-            if (k == blocks - 1) r = (vec)((mask)r & valid); /* padding lanes of the last block */
-            sse += r * r;
+            if (k >= nv - PARTS) r = (vec)((mask)r & valid[k - (nv - PARTS)]); /* padding lanes of the last block */
+            sse[q] += r * r;
             if (!gw) continue;
-            vec *delta = d, *prev = d + width, *aw = acc + nw, *ab = acc + nw + nb;
+            vec *delta = d, *prev = d + width, *aw = acc + q * na + nw, *ab = acc + q * na + na;
             delta[0] = r * ((real)2 / (real)N);
             for (int64_t l = L - 1; l >= 0; l--) {
                 aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
@@ -132,24 +167,15 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
             }
         }
         double s = 0;
-        for (int v = 0; v < LANES; v++) s += sse[v];
+        for (int q = 0; q < PARTS; q++)
+            for (int v = 0; v < VLANES; v++) s += sse[q][v];
         loss[t] = (real)(s / (double)N);
         if (!gw) continue;
         const vec *a = acc;
-        for (int64_t l = 0; l < L; l++) {
-            int64_t k = dims[l + 1] * dims[l];
-            for (int64_t j = 0; j < k; j++, a++) {
-                real sum = 0;
-                for (int v = 0; v < LANES; v++) sum += (*a)[v];
-                gw[l][t * k + j] = sum;
-            }
-        }
         for (int64_t l = 0; l < L; l++)
-            for (int64_t j = 0; j < dims[l + 1]; j++, a++) {
-                real sum = 0;
-                for (int v = 0; v < LANES; v++) sum += (*a)[v];
-                gb[l][t * dims[l + 1] + j] = sum;
-            }
+            for (int64_t j = 0, k = dims[l + 1] * dims[l]; j < k; j++) gw[l][t * k + j] = VEC(lanesum)(a++, na);
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t j = 0; j < dims[l + 1]; j++) gb[l][t * dims[l + 1] + j] = VEC(lanesum)(a++, na);
     }
     free(h);
     return 0;
@@ -157,5 +183,6 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
 
 #undef VEC
 #undef LANES
+#undef VLANES
 #undef BY_SHAPE
 #endif

@@ -2,14 +2,25 @@
 
 For every trial t, loss_t = mean_n (f_t(x_n) − y_tn)² with f_t the plain MLP of `model.forward`, and, in the
 backward pass, dloss_t/dW_l and dloss_t/db_l: the same numbers as `mse(forward(layers, x), y)` and its
-autograd backward up to rounding (float64: a few 1e-16 apart; the sums run in another order). torch needs a
-few dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks
-of one SIMD vector and keeps a block's activations in registers (forward and backward ≈4× faster).
+autograd backward up to rounding (float64: a few 1e-16 apart; the sums run in another order), except where
+a pre-activation is 0 up to rounding: there the two may choose different ReLU masks, since torch leaves the
+matrix product to BLAS (MKL fuses multiply and add on an FMA machine, in most columns). torch needs a few
+dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks of a
+SIMD register's worth and keeps a block's activations in registers (forward and backward ≈4× faster).
 
-kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with -O3 -march=native
-and cached in `$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the
-compiler and the CPU, so a cache shared between machines never runs code built for another CPU.
-`engine=auto` (the default) uses it where it builds and torch's ops elsewhere; `engine=fused` insists.
+The kernel's numbers are the same on every x86-64 machine, bit for bit: a block is always 32 bytes (8
+floats, 4 doubles; `describe()` reads the lane counts from the build), not the machine's vector width, so
+every sum runs in the same order; and it is compiled with -ffp-contract=off, so that no product is fused
+into an FMA (one rounding instead of two) where the machine has one. A trial trained on an AVX-512 machine
+therefore gets the float32 table an AVX2 or SSE2 machine gets (chaotic training amplifies any difference in
+the last bit). -march=native only chooses the instructions: the tests check that its build and a generic
+x86-64 (SSE2) build give identical bits.
+
+kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with FLAGS and cached in
+`$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the whole compiler
+command (all of `$CC`'s words, the compiler's version), the flags and the CPU, so a cache shared between
+machines never runs code built for another CPU or by another command. `engine=auto` (the default) uses it
+where it builds and torch's ops elsewhere; `engine=fused` insists.
 """
 
 from __future__ import annotations
@@ -17,11 +28,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import platform
 import shlex
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,12 +43,24 @@ from torch.autograd.function import once_differentiable
 from compnet.model import Layer, layer_pairs, layer_tensors
 
 SOURCE = Path(__file__).with_name("kernel.c")
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11"]
+# -ffp-contract=off: whether the compiler fuses w*h + z into an FMA (one rounding instead of two) depends on the
+# target and the compiler, and where a pre-activation is 0 up to rounding it decides the ReLU's mask (encoded
+# networks with dyadic peaks on a dyadic grid: gradients up to 1e-2 apart)
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=gnu11"]
 _FN = {torch.float32: "mlp_mse_f32", torch.float64: "mlp_mse_f64"}
 
 
 class KernelUnavailable(RuntimeError):
     """kernel.c could not be compiled or loaded on this machine (the message says why)."""
+
+
+@functools.cache
+def _cpu_model() -> str | None:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None
+    return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None)
 
 
 def _cpu() -> str:
@@ -52,19 +77,20 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compnet"
 
 
-def _build(cc: list[str], path: Path) -> None:
-    """Compile kernel.c to `path`: with -march=native, else (a compiler that rejects it) without."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _build(cc: list[str], tries: list[list[str]], paths: list[Path]) -> int:
+    """Compile kernel.c with the first of `tries` (sets of flags) the compiler takes, to its path in `paths`;
+    the index of the one that built."""
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
     # build beside the target and rename: a second process building at the same time never sees half a file
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=paths[0].parent)
     os.close(fd)
     try:
         errors = []
-        for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):
+        for i, flags in enumerate(tries):
             p = subprocess.run([*cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
             if p.returncode == 0:
-                os.replace(tmp, path)
-                return
+                os.replace(tmp, paths[i])
+                return i
             errors.append(p.stderr.strip())
         raise KernelUnavailable(f"{' '.join(cc)} could not compile {SOURCE.name}:\n{errors[0]}")
     finally:
@@ -72,30 +98,47 @@ def _build(cc: list[str], path: Path) -> None:
             os.unlink(tmp)
 
 
-def _load() -> ctypes.CDLL:
+@dataclass(frozen=True)
+class _Built:
+    lib: ctypes.CDLL
+    cc: list[str]
+    version: str  # the compiler's `--version`
+    flags: list[str]  # those it was built with
+    path: Path
+
+
+def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
+    """Build kernel.c with `flags` (without -march=native if the compiler refuses it) into `cache_dir`
+    (default: the user's cache), or find it built there, and load it."""
     cc = shlex.split(os.environ.get("CC") or "cc")  # CC may carry arguments ("ccache gcc")
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise KernelUnavailable(f"no working C compiler ({' '.join(cc)!r}: {e})") from None
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu().encode()]))
-    path = _cache_dir() / f"kernel-{key.hexdigest()[:16]}.so"
+    tries = [flags] + ([[f for f in flags if f != "-march=native"]] if "-march=native" in flags else [])
+    source = SOURCE.read_bytes()
+    # all of CC's words, not only the compiler's version: "cc -ffp-contract=fast" builds other code than "cc";
+    # each set of flags under its own name, so that a build found in the cache is known by its flags
+    keys = [hashlib.sha256(source + json.dumps([cc, f, version, _cpu()]).encode()).hexdigest()[:16] for f in tries]
+    paths = [(cache_dir or _cache_dir()) / f"kernel-{k}.so" for k in keys]
     try:
-        if not path.exists():
-            _build(cc, path)
-        lib = ctypes.CDLL(str(path))
+        built = next((i for i, p in enumerate(paths) if p.exists()), None)
+        if built is None:
+            built = _build(cc, tries, paths)
+        lib = ctypes.CDLL(str(paths[built]))
     except OSError as e:  # an unwritable or full cache, a broken file
-        raise KernelUnavailable(f"could not build or load {path}: {e}") from None
+        raise KernelUnavailable(f"could not build or load {paths[0]}: {e}") from None
     i64, ptr, ptrs = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
     for name in _FN.values():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
         fn.argtypes = [i64, i64, i64, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptr, ptr, i64, ptr, ptrs, ptrs]
-    return lib
+        getattr(lib, f"{name}_lanes").restype = i64
+    return _Built(lib, cc, version, tries[built], paths[built])
 
 
 @functools.cache  # once per process, failure included: every caller gets the same answer
-def _outcome() -> ctypes.CDLL | str:
+def _outcome() -> _Built | str:
     try:
         return _load()
     except KernelUnavailable as e:
@@ -104,16 +147,34 @@ def _outcome() -> ctypes.CDLL | str:
 
 def library() -> ctypes.CDLL:
     """The compiled kernel, built on first use; raises KernelUnavailable with the reason it cannot be."""
-    lib = _outcome()
-    if isinstance(lib, str):
-        raise KernelUnavailable(lib)
-    return lib
+    built = _outcome()
+    if isinstance(built, str):
+        raise KernelUnavailable(built)
+    return built.lib
 
 
 def unavailable() -> str | None:
     """Why the fused engine cannot run here, or None when it can."""
-    lib = _outcome()
-    return lib if isinstance(lib, str) else None
+    built = _outcome()
+    return built if isinstance(built, str) else None
+
+
+def describe() -> dict:
+    """What the kernel's numbers depend on, for the run's record: the lanes per block (read from the build),
+    the compiler and flags it was built with, and the CPU; where it does not build, `unavailable` says why."""
+    built = _outcome()
+    if isinstance(built, str):
+        none = dict.fromkeys(["lanes_f32", "lanes_f64", "cc", "cc_command", "flags"])
+        return {**none, "cpu": _cpu_model(), "unavailable": built}
+    return {
+        "lanes_f32": built.lib.mlp_mse_f32_lanes(),
+        "lanes_f64": built.lib.mlp_mse_f64_lanes(),
+        "cc": (built.version.splitlines() or [""])[0],
+        "cc_command": " ".join(built.cc),
+        "flags": " ".join(built.flags),
+        "cpu": _cpu_model(),
+        "unavailable": None,
+    }
 
 
 def resolve(engine: str) -> str:

@@ -1,9 +1,14 @@
 """The fused C kernel against torch's ops and autograd (the reference), and its build."""
 
+import itertools
 import math
+import platform
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +106,44 @@ def test_encoded_network_through_the_peaks():
     assert grads[0].abs().min() > 0
 
 
+def plain_forward(layers, x):
+    """`forward` without BLAS: z = b + w_0 h_0 + w_1 h_1 + …, every product and sum rounded on its own, in that
+    order, as the kernel computes it. torch's baddbmm leaves this to MKL, which (on an FMA machine) fuses
+    multiply and add in most columns and not in the last few, so where a pre-activation is exactly 0 its
+    sign, and a ReLU's mask with it, depend on the library and the machine."""
+    h = x.expand(layers[0][0].shape[0], 1, x.shape[0])
+    for i, (w, b) in enumerate(layers):
+        z = b.unsqueeze(2)
+        for j in range(w.shape[2]):
+            z = z + w[:, :, j : j + 1] * h[:, j : j + 1, :]
+        h = torch.relu(z) if i < len(layers) - 1 else z
+    return h[:, 0, :]
+
+
+@needs_kernel
+@pytest.mark.parametrize("n_peaks", [2, 3, 4, 5])
+def test_encoded_network_on_a_dyadic_grid_rounds_and_masks_as_torch(n_peaks):
+    """Dyadic peaks on a dyadic grid put pre-activations on 0 up to rounding, where a contracted multiply-add
+    (an FMA build) and separately rounded operations choose different ReLU masks: gradients up to 1e-2 apart.
+    The kernel rounds as plain IEEE operations and masks as torch's relu backward does (the gradient passes
+    where the output is > 0), so it agrees with torch's autograd of the same operations to 1e-13; its loss
+    agrees to 1e-13 with `forward` through BLAS too (a mask flipped at a pre-activation of ±1e-18 moves the
+    output by ~1e-18, but the gradient by the whole masked term)."""
+    peaks = torch.tensor(list(itertools.product([0.25, 0.5, 0.75], repeat=n_peaks)), dtype=f64)
+    sign = torch.tensor([(-1.0) ** t for t in range(len(peaks))], dtype=f64)
+    layers = [(w.detach(), b.detach()) for w, b in encode(peaks, law_scales(peaks), sign)]
+    x = torch.arange(513, dtype=f64) / 512  # k/512: not a whole number of blocks
+    y = get_target("x3")(x).expand(len(peaks), -1)
+    loss, grads = fused(layers, x, y)
+    leaves = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in layers]
+    ref_loss = mse(plain_forward(leaves, x), y)
+    ref_loss.sum().backward()
+    assert (loss - ref_loss).abs().max() < 1e-13
+    for g, r in zip(grads, layer_tensors(leaves)):
+        assert (g - r.grad).abs().max() < 1e-13
+    assert (loss - reference(layers, x, y)[0]).abs().max() < 1e-13
+
+
 @needs_kernel
 def test_trial_does_not_depend_on_its_batch():
     layers, _ = random_net(5, 4, 7, torch.float32)
@@ -123,6 +166,20 @@ def test_nan_stays_in_its_trial():
     loss = kernel.mlp_mse(layers, x, y)
     assert torch.isnan(loss[1]) and torch.isfinite(loss[[0, 2]]).all()
     assert torch.equal(loss[[0, 2]], kernel.mlp_mse([(w[[0, 2]], b[[0, 2]]) for w, b in layers], x, y[[0, 2]]))
+
+
+@needs_kernel
+def test_nan_activation_masked_as_torch_masks_it():
+    """torch's relu backward blocks the gradient where the output is <= 0, so a NaN output passes it: the
+    same entries of the gradient are NaN in both engines."""
+    layers, _ = random_net(3, 4, 2)
+    layers[1][1][0, 2] = math.nan  # one hidden neuron of trial 0 is NaN at every point
+    x = train_grid(20, f64)
+    y = torch.zeros(2, 20, dtype=f64)
+    (loss, grads), (ref_loss, ref_grads) = fused(layers, x, y), reference(layers, x, y)
+    torch.testing.assert_close(loss, ref_loss, equal_nan=True, rtol=0, atol=1e-14)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, equal_nan=True, rtol=0, atol=1e-13)
 
 
 @needs_kernel
@@ -187,6 +244,118 @@ def test_what_torch_would_broadcast_or_refuse():
         kernel.mlp_mse([(w.float(), b.float()) for w, b in layers], x, y)
     with pytest.raises(ValueError, match="weights only"):
         kernel.mlp_mse(layers, x, y.clone().requires_grad_())
+
+
+@needs_kernel
+def test_describe_says_how_the_numbers_were_made():
+    d = kernel.describe()
+    lib = kernel.library()
+    assert (d["lanes_f32"], d["lanes_f64"]) == (lib.mlp_mse_f32_lanes(), lib.mlp_mse_f64_lanes()) == (8, 4)
+    assert d["flags"] == " ".join(kernel.FLAGS) and "-ffp-contract=off" in d["flags"]
+    cc = d["cc_command"].split()
+    assert d["cc"] == subprocess.run([*cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert d["unavailable"] is None and (d["cpu"] is None or d["cpu"].strip())
+
+
+def test_describe_without_a_compiler(no_compiler):
+    d = kernel.describe()
+    assert d["lanes_f32"] is None and "no-such-cc" in d["unavailable"]
+
+
+def summed_in_lanes(x, y, w, b, lanes):
+    """A one-layer net's loss and bias gradient as kernel.c sums them, in numpy float32: per lane over the
+    blocks, then the lanes in order (the loss in double)."""
+    n = len(x)
+    pad = -n % lanes
+    x = np.concatenate([x, np.repeat(x[-1:], pad)]).reshape(-1, lanes)
+    r = ((b + np.float32(0)) + w * x) - np.concatenate([y, np.zeros(pad, np.float32)]).reshape(-1, lanes)
+    r[-1, lanes - pad :] = 0
+    sse, ab = np.zeros(lanes, np.float32), np.zeros(lanes, np.float32)
+    for k in range(len(r)):
+        sse = sse + r[k] * r[k]
+        ab = ab + r[k] * (np.float32(2) / np.float32(n))
+    loss, grad = 0.0, np.float32(0)
+    for v in range(lanes):
+        loss, grad = loss + float(sse[v]), grad + ab[v]
+    return np.float32(loss / n), grad
+
+
+@needs_kernel
+def test_sums_run_in_blocks_of_the_described_lanes():
+    """The lane count is the order of the sums: the kernel's float32 loss and bias gradient are bit for bit
+    those summed in blocks of describe()'s lanes, and not those of another block size."""
+    gen = np.random.default_rng(0)
+    x = gen.random(499, dtype=np.float32)
+    y = (gen.standard_normal(499) * 10 ** gen.uniform(-3, 3, 499)).astype(np.float32)  # rounding in every sum
+    w, b = np.float32(1.7), np.float32(-0.3)
+    layers = [(torch.tensor([[[w]]]), torch.tensor([[b]]))]
+    loss, grads = fused(layers, torch.from_numpy(x), torch.from_numpy(y)[None])
+    got = (loss.item(), grads[1].item())
+    assert got == summed_in_lanes(x, y, w, b, kernel.describe()["lanes_f32"])
+    assert all(got != summed_in_lanes(x, y, w, b, lanes) for lanes in (4, 16))
+
+
+GENERIC = ["-march=x86-64" if f == "-march=native" else f for f in kernel.FLAGS]  # SSE2 only
+
+
+@pytest.fixture(scope="module")
+def native_and_generic(tmp_path_factory):
+    """kernel.c built for this CPU and for any x86-64, each into its own cache."""
+    if kernel.unavailable() is not None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs a C compiler for x86-64")
+    root = tmp_path_factory.mktemp("builds")
+    native, generic = kernel._load(kernel.FLAGS, root / "native"), kernel._load(GENERIC, root / "generic")
+    assert native.flags == kernel.FLAGS and generic.flags == GENERIC
+    return native, generic
+
+
+def with_build(monkeypatch, built, fn, *args):
+    monkeypatch.setattr(kernel, "_outcome", lambda: built)
+    return fn(*args)
+
+
+def assert_same_bits(monkeypatch, builds, layers, x, y):
+    (loss, grads), (loss2, grads2) = [with_build(monkeypatch, b, fused, layers, x, y) for b in builds]
+    assert torch.equal(loss, loss2)
+    for g, g2 in zip(grads, grads2):
+        assert torch.equal(g, g2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("depth,width", [(1, 4), (5, 4), (3, 3), (2, 7)])
+@pytest.mark.parametrize("points", [1, 5, 37, 500])
+def test_native_build_computes_the_generic_builds_bits(monkeypatch, native_and_generic, dtype, depth, width, points):
+    """The numbers do not depend on the x86-64 machine: -march=native (here AVX2 and FMA) and plain SSE2
+    give the same bits, since the block size, the order of every sum and the roundings are fixed."""
+    layers, _ = random_net(depth, width, 5, dtype, seed=depth * 100 + points)
+    x = train_grid(points, dtype)
+    y = torch.randn(5, points, generator=torch.Generator().manual_seed(points), dtype=dtype)
+    assert_same_bits(monkeypatch, native_and_generic, layers, x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("points", [1, 5, 37, 500])
+def test_native_build_computes_the_generic_builds_bits_on_encoded_networks(
+    monkeypatch, native_and_generic, dtype, points
+):
+    gen = torch.Generator().manual_seed(3)
+    random_peaks = 0.25 + 0.5 * torch.rand(8, 6, generator=gen, dtype=dtype)
+    dyadic_peaks = torch.tensor(list(itertools.product([0.25, 0.5, 0.75], repeat=4)), dtype=dtype)
+    for peaks in (random_peaks, dyadic_peaks):
+        sign = torch.tensor([(-1.0) ** t for t in range(len(peaks))], dtype=dtype)
+        layers = [(w.detach(), b.detach()) for w, b in encode(peaks, law_scales(peaks), sign)]
+        x = train_grid(points, dtype)
+        assert_same_bits(monkeypatch, native_and_generic, layers, x, get_target("x3")(x).expand(len(peaks), -1))
+
+
+def test_native_build_has_no_fma(native_and_generic):
+    """No FMA instruction, from contraction, intrinsics or vector lowering (where objdump can tell)."""
+    native, generic = native_and_generic
+    if shutil.which("objdump") is None:
+        pytest.skip("no objdump here")
+    code = subprocess.run(["objdump", "-d", str(native.path)], capture_output=True, text=True, check=True).stdout
+    assert "ymm" in code or "avx" not in Path("/proc/cpuinfo").read_text()  # the native build is not SSE2's
+    assert not re.search(r"\bv?f(n)?m(add|sub)", code)
 
 
 @pytest.fixture
@@ -259,3 +428,13 @@ def test_builds_once_into_the_cache(fresh):
     kernel._outcome.cache_clear()
     kernel.library()  # a new process: finds the cached build
     assert built[0].stat().st_mtime_ns == stamp and len(list(fresh.iterdir())) == 1
+
+
+@needs_kernel
+def test_cache_key_covers_all_of_cc(monkeypatch, fresh):
+    """CC's arguments change the build ("cc -ffp-contract=fast"), so they are part of its cache key."""
+    for cc in ("cc", "cc -O2"):
+        monkeypatch.setenv("CC", cc)
+        kernel._outcome.cache_clear()
+        kernel.library()
+    assert len(list(fresh.glob("kernel-*.so"))) == 2
