@@ -103,7 +103,7 @@ def _task(cmd: str) -> Callable[[Any], None]:
 
         try:
             getattr(commands, f"{cmd}_job")(cfg)
-        except (ConfigError, FileNotFoundError) as e:
+        except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
             print(f"compnet {cmd}: error: {e}", file=sys.stderr)

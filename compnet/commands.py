@@ -76,7 +76,9 @@ def regions(cfg: Any, out: Path | None) -> Any:
     trained = cfg.from_run is not None
     if trained:
         path = Path(cfg.from_run)
-        frame = study.run_rows(path.parent if path.is_file() else path, cfg.lo, cfg.hi)
+        if path.is_file():
+            raise NotADirectoryError(f"from={path} is a file; give a run, experiment or sweep folder")
+        frame = study.run_rows(path, cfg.lo, cfg.hi)
         if frame.empty:
             raise FileNotFoundError(f"no run with weights (summary.json, weights.npz) under {path}")
     else:

@@ -199,9 +199,9 @@ def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[tor
     # the C code trusts every shape and pointer: check here what torch's ops would have refused or broadcast
     if x.dim() != 1 or dims[0] != 1 or dims[-1] != 1:
         raise ValueError(f"the fused engine takes x [N] and a network from 1 input to 1 output, got x {tuple(x.shape)}, widths {dims}")
-    for l, (wl, bl) in enumerate(zip(w, b)):
-        if wl.shape != (T, dims[l + 1], dims[l]) or bl.shape != (T, dims[l + 1]):
-            raise ValueError(f"layer {l}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials")
+    for i, (wl, bl) in enumerate(zip(w, b)):
+        if wl.shape != (T, dims[i + 1], dims[i]) or bl.shape != (T, dims[i + 1]):
+            raise ValueError(f"layer {i}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials")
     y = y.expand(T, N)  # broadcasts as `mse` would (a shared row costs nothing: stride 0)
     x, y = x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
     if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in (x, y, *w, *b)):
@@ -246,7 +246,7 @@ class _MlpMse(torch.autograd.Function):
 def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-trial MSE [T] of the batched MLP `layers` on x [N] against y [T, N], differentiable in the layers.
 
-    The C call releases the GIL, so `train.chunked`'s worker threads run their slices side by side."""
+    The C call releases the GIL, so `batching.chunked`'s worker threads run their slices side by side."""
     if y.requires_grad:
         raise ValueError("the fused engine differentiates in the weights only; y must not require grad")
     tensors = layer_tensors(layers)

@@ -17,11 +17,13 @@ An experiment's run folder holds one such folder per cell; a Hydra sweep folder 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
 import platform
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,14 +106,40 @@ def settings_recorded(summary: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+@functools.cache  # once per process: the source does not change under a running job
+def _source_commit() -> str | None:
+    """The git commit compnet runs from (`+dirty` with uncommitted changes to tracked files), or None
+    when it is not run from a git checkout (an installed wheel)."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+    except OSError:  # no git
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def produced_by() -> dict[str, Any]:
+    """What produced a result: versions, source commit, machine, the fused kernel's build (lanes, flags)."""
     import torch
 
     from compnet import __version__, kernel
 
-    return {"compnet": __version__, "torch": torch.__version__, "python": platform.python_version()} | getattr(
-        kernel, "describe", dict
-    )()  # TODO(kernel branch)
+    return {
+        "compnet": __version__,
+        "commit": _source_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "kernel": kernel.describe(),
+    }
 
 
 def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:
@@ -263,7 +291,7 @@ def load_run(path: str | Path) -> Run:
     """Any run, experiment or sweep folder (or a file in a run folder) as a `Run`."""
     path = Path(path)
     root = path.parent if path.is_file() else path
-    summaries, missing = find_runs([path])
+    summaries, missing = find_runs([root])
     if not summaries:
         raise FileNotFoundError(f"no finished run (summary.json) under {path}")
     cells = [(s, pd.read_csv(Path(s["folder"]) / "trials.csv")) for s in summaries]

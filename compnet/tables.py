@@ -124,12 +124,17 @@ def to_latex(df: pd.DataFrame) -> str:
     )
 
 
+def _provenance(summary: dict[str, Any]) -> dict[str, Any]:
+    produced = summary.get("produced_by") or {}
+    return produced | (produced.get("kernel") or {})
+
+
 def mixed_provenance(summaries: list[dict[str, Any]]) -> list[str]:
     """Warnings for a table that puts side by side runs from different machines or engines, whose float32
     numbers can differ in their last digits (README: Reproducibility)."""
     warnings = []
     for key, what in (("host", "machines"), ("cpu", "CPU models")):
-        seen = sorted({str(s["produced_by"][key]) for s in summaries if s.get("produced_by", {}).get(key)})
+        seen = sorted({str(v) for s in summaries if (v := _provenance(s).get(key))})
         if len(seen) > 1:
             warnings.append(f"runs from {len(seen)} {what} side by side: {', '.join(seen)}")
     engines = sorted({str(e) for s in summaries if (e := settings_recorded(s).get("engine"))})

@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from compnet.init import _asymmetric_step, _layer, anticorrelated, draw_peaks, generators, random_weights, raai_sigma_w2, trial_seed
+from compnet.init import (
+    _asymmetric_step,
+    _layer,
+    anticorrelated,
+    draw_peaks,
+    generators,
+    raai_sigma_w2,
+    random_weights,
+    trial_seed,
+)
 from compnet.model import Shapes
 
 

@@ -13,13 +13,11 @@ import pytest
 import torch
 
 from compnet import kernel
-from omegaconf import OmegaConf
-
-from compnet.config import ConfigError, TrainConf, validate
+from compnet.config import ConfigError, validate
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, encode, forward, law_scales, layer_tensors
-from compnet.targets import get_target, train_grid
 from compnet.stages import mse
+from compnet.targets import get_target, train_grid
 
 f64 = torch.float64
 needs_kernel = pytest.mark.skipif(kernel.unavailable() is not None, reason=f"no fused kernel here: {kernel.unavailable()}")
@@ -373,12 +371,9 @@ def no_compiler(monkeypatch, fresh, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
 
 
-def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler):
+def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler, compose):
     def cfg_for(engine: str):
-        cfg = OmegaConf.structured(TrainConf)
-        cfg.target.name, cfg.init.name, cfg.regime.name, cfg.experiment.name = "x3", "manifold", "auto", "none"
-        cfg.engine = engine
-        return cfg
+        return compose(f"engine={engine}")
 
     why = kernel.unavailable()
     assert why is not None and "no-such-cc" in why

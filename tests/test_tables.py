@@ -11,7 +11,6 @@ from compnet import tables
 from compnet.runs import find_runs
 from compnet.tables import table, to_latex, to_markdown, write_tables
 
-
 # in the schema's order, as runs.settings_of records them
 SETTINGS = {"regime.pretrain_epochs": 1000, "regime.finetune_epochs": 1000, "regime.direct_epochs": 1000, "model.s1": "trainable"}
 SETTINGS |= {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0, "dtype": "float32"}
@@ -92,12 +91,17 @@ def test_a_missing_cell_shows_a_dash():
     assert row.count("—") == 3 and "nan" not in md
 
 
-def test_a_summary_file_names_its_run(tmp_path: Path):
+def test_a_file_is_refused_not_taken_for_its_folder(tmp_path: Path, capsys):
+    """`compnet table FILE` used to tabulate FILE's folder and write there; now it says what it wants."""
+    from compnet.commands import table as table_command
+
     run = tmp_path / "run"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps(summary("default", "x3", 1e-2)))
-    found, missing = find_runs([run / "summary.json"])
-    assert [s["folder"] for s in found] == [str(run)] and missing == []
+    assert [s["folder"] for s in find_runs([run])[0]] == [str(run)]
+    assert table_command([run / "summary.json"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["summary.json"]
 
 
 # --- table.tex read back by a small LaTeX tokenizer -------------------------------------------------------
