@@ -19,16 +19,18 @@ from compnet import commands
 from compnet.runs import Run
 
 
-def compose(*overrides: str, command: str = "train") -> Any:
-    """The configuration `compnet COMMAND OVERRIDES` would run (unknown keys and bad types raise here)."""
+def compose(*overrides: str, command: str = "train", with_hydra: bool = False) -> Any:
+    """The configuration `compnet COMMAND OVERRIDES` would run (unknown keys, bad types and overrides that
+    contradict each other raise here); `with_hydra` keeps Hydra's own node (the run folder)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from compnet.config import register
+    from compnet.config import check_overrides, register
 
     register()
+    check_overrides(list(overrides))
     with initialize_config_module(config_module="compnet.conf", version_base="1.3"):
-        return hydra_compose(command, overrides=list(overrides))
+        return hydra_compose(command, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def train(*overrides: str, out: str | Path | None = None) -> Run:

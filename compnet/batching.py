@@ -30,7 +30,8 @@ MIN_TRIALS_PER_WORKER = 64
 class Progress:
     """One tqdm bar for a batch trained in slices (one per worker thread), on an interactive terminal only
     (log files and CI output stay clean): epochs done by the slowest slice, best and median loss over the
-    live trials of all slices."""
+    live trials of all slices. Its reporters also carry `stop` to the workers: set (Ctrl-C in the main
+    thread), each worker ends within 25 steps instead of training on."""
 
     def __init__(self, desc: str, epochs: int, slices: int) -> None:
         self.bar = None
@@ -41,11 +42,16 @@ class Progress:
         self.steps = [0] * slices
         self.live: list[torch.Tensor] = [torch.empty(0)] * slices
         self.lock = threading.Lock()
+        self.stop = threading.Event()
 
-    def reporter(self, i: int) -> Report | None:
-        if self.bar is None:
-            return None
-        return lambda step, loss, alive: self._report(i, step, loss[alive])
+    def reporter(self, i: int) -> Report:
+        def report(step: int, loss: torch.Tensor, alive: torch.Tensor) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            if self.bar is not None:
+                self._report(i, step, loss[alive])
+
+        return report
 
     def _report(self, i: int, step: int, live: torch.Tensor) -> None:
         with self.lock:
@@ -108,11 +114,14 @@ def chunked(
         torch.set_num_threads(1)
         return fit_chunk(slices[i], progress.reporter(i))
 
-    threads = torch.get_num_threads()
+    threads, pool = torch.get_num_threads(), ThreadPoolExecutor(n)
     try:
-        with ThreadPoolExecutor(n) as pool:
-            fits = list(pool.map(work, range(n)))
+        fits = list(pool.map(work, range(n)))
+    except BaseException:  # Ctrl-C reaches the main thread only: tell the workers
+        progress.stop.set()
+        raise
     finally:
+        pool.shutdown(wait=True)
         torch.set_num_threads(threads)
         progress.close()
     return Fit(

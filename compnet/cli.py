@@ -85,8 +85,36 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     from compnet.config import register
 
     register()
+    if prog is None and (refused := _precheck(cmd, rest)):
+        return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
     hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+    return 0
+
+
+def _precheck(cmd: str, overrides: list[str]) -> int:
+    """A single run's configuration composed and checked before Hydra makes its run folder: a refused
+    configuration leaves nothing behind and says why in one line (exit 2). Hydra's own modes (`-m`,
+    `--help`, `--cfg`, …) are left to Hydra; each job of a sweep checks itself."""
+    if any(a.startswith("-") for a in overrides):
+        return 0
+    from omegaconf import open_dict
+
+    from compnet import api, config, runs
+
+    try:
+        cfg = api.compose(*overrides, command=cmd, with_hydra=True)
+        run_dir = Path(cfg.hydra.run.dir)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        (config.validate if cmd == "train" else config.validate_regions)(cfg)
+        _writable(run_dir)
+        if cmd == "train" and runs.finished(run_dir) and not cfg.overwrite:
+            raise config.ConfigError(f"{run_dir} already holds a finished run; choose another folder or pass overwrite=true")
+    except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
+        message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e)
+        print(f"compnet {cmd}: error: {message}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -101,15 +129,43 @@ def _task(cmd: str) -> Callable[[Any], None]:
         from compnet import commands
         from compnet.config import ConfigError
 
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
         try:
             getattr(commands, f"{cmd}_job")(cfg)
         except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
+            if multirun:
                 raise
             print(f"compnet {cmd}: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            root = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir)
+            print(f"\ncompnet {cmd}: interrupted; {_finished(root)}", file=sys.stderr)
+            sys.exit(130)
 
     return task
+
+
+def _writable(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be made: try a scratch folder in its nearest existing ancestor (write
+    permission bits do not tell, for root, or on /proc)."""
+    import tempfile
+
+    from compnet.config import ConfigError
+
+    existing = next(p for p in (run_dir.absolute(), *run_dir.absolute().parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as e:
+        raise ConfigError(f"hydra.run.dir={run_dir}: cannot create a folder in {existing} ({e.strerror})") from None
+
+
+def _finished(root: Path) -> str:
+    """What an interrupted run or sweep leaves: how many cells finished, where, and how to see the rest."""
+    from compnet.runs import find_runs
+
+    done = len(find_runs([root])[0]) if root.exists() else 0
+    return f"{done} finished cell(s) kept in {root}" + (f"; `compnet table {root}` names the unfinished" if done else "")
 
 
 def _table(argv: list[str]) -> int:

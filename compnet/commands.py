@@ -31,6 +31,10 @@ def train(cfg: Any, out: Path | None) -> Any:
     config.validate(cfg)
     from compnet import experiment, kernel, runs, tables
 
+    if out is not None and runs.finished(out):
+        if not cfg.overwrite:
+            raise config.ConfigError(f"{out} already holds a finished run; choose another folder or pass overwrite=true")
+        runs.clear(out)
     if cfg.engine == "auto" and (why := kernel.unavailable()):
         log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
     results, wall = experiment.run(cfg)

@@ -112,6 +112,7 @@ class TrainConf:
     dtype: DType = opt(DType.float32, "float32 | float64")
     plots: bool = opt(True, "draw fit.png, loss.png, layers.png", inert=True)
     workers: int = opt(0, "threads training slices of the trials; 0 = one per core", inert=True)
+    overwrite: bool = opt(False, "reuse a run folder that holds a finished run (its results are replaced)", inert=True)
     engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
 
 
@@ -211,8 +212,58 @@ def _one_of(what: str, value: str, valid) -> None:
     _check(value in valid, f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
+def _check_keys(cfg: Any, schema: type, app: str) -> None:
+    """Refuse keys the schema does not know, however they were added (`+device=cuda`): silently ignored,
+    they would only make the user believe they had an effect."""
+    known = {key for key, _ in _fields(schema)}
+    prefixes = {key.rsplit(".", 1)[0] for key in known if "." in key}
+
+    def walk(node: Any, prefix: str) -> list[str]:
+        out = []
+        for k, v in node.items_ex(resolve=False) if hasattr(node, "items_ex") else node.items():
+            key = f"{prefix}{k}"
+            if key in prefixes and hasattr(v, "items"):
+                out += walk(v, f"{key}.")
+            elif key not in known:
+                out.append(key)
+        return out
+
+    if unknown := walk(cfg, ""):
+        raise ConfigError(f"unknown key {unknown[0]!r} (`compnet {app} --help` lists the keys)")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Combinations of command-line overrides that would silently do less than they say."""
+    keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides if "=" in o}
+    if keys.get("experiment", "none") != "none":
+        for group in ("target", "init", "regime"):
+            _check(
+                group not in keys,
+                f"experiment={keys['experiment']} trains its own targets and methods, so {group}={keys[group]} would be "
+                f"ignored: use experiment.targets=[...] / experiment.methods=[...], or drop experiment=",
+            )
+
+
+def error_line(e: Exception) -> str:
+    """Hydra's and OmegaConf's composition errors in one line: the message that matters, without the search
+    path or the advice to add a key with `+`."""
+    import re
+
+    text = str(e)
+    if m := re.search(r"Could not find '([^/']+)/([^']+)'", text):
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        return f"unknown {m[1]} {m[2]!r}; valid: {', '.join(options)}"
+    cause = e.__cause__
+    if m := re.search(r"Could not override '([^']+)'", text):
+        return f"unknown key {m[1]!r} (`compnet train --help` lists the keys)"
+    if cause is not None and (m := re.search(r"Error merging override (\S+)", text)):
+        return f"{m[1]}: {str(cause).splitlines()[0]}"
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
 def validate(cfg: Any) -> None:
     """Refuse impossible settings before any work starts (one line each)."""
+    _check_keys(cfg, TrainConf, "train")
     _check(cfg.depth >= 1, f"depth={cfg.depth}: the network needs depth >= 1 hidden layer")
     _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
     _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
@@ -266,6 +317,7 @@ def _check_init(init: Any, clamped: bool = False) -> None:
 
 def validate_regions(cfg: Any) -> None:
     """The same for `compnet regions`."""
+    _check_keys(cfg, RegionsConf, "regions")
     for init in cfg.inits:
         _one_of("init", init, INITS)
     depths = list(cfg.depths) + list(cfg.width_depths)

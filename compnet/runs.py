@@ -216,6 +216,26 @@ def _nulls(v: Any) -> Any:
     return v
 
 
+RESULT_FILES = ("summary.json", "trials.csv", "losses.npz", "weights.npz", "fit.png", "loss.png", "layers.png")
+RESULT_FILES += ("table.md", "table.tex", "table.csv", "trials.png", "paper_vs_ours.md")
+
+
+def finished(folder: Path) -> bool:
+    """Whether `folder` (or a cell folder in it) holds a finished run."""
+    return folder.is_dir() and any(folder.rglob(SUMMARY))
+
+
+def clear(folder: Path) -> None:
+    """Remove the results of an earlier run from `folder` (overwrite=true), so that none of its files or
+    cells mixes with the new run's; Hydra's own files and anything else are left alone."""
+    import shutil
+
+    for cell in [s.parent for s in folder.rglob(SUMMARY) if s.parent != folder]:
+        shutil.rmtree(cell)
+    for name in RESULT_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
 def read_summary(folder: Path) -> dict[str, Any]:
     """A cell's summary, statistics without a finite trial as NaN (null on disk), and its folder."""
     s = json.loads((folder / SUMMARY).read_text())

@@ -1,5 +1,6 @@
 """Slicing a batch over worker threads, and its one progress bar."""
 
+import pytest
 import torch
 
 from compnet.batching import Progress
@@ -55,4 +56,41 @@ def test_progress_bar_reports_best_and_median_over_every_slice():
 
 
 def test_no_progress_bar_off_a_terminal():
-    assert Progress("train", 100, 2).reporter(0) is None  # pytest's stderr is not a terminal
+    progress = Progress("train", 100, 2)
+    assert progress.bar is None  # pytest's stderr is not a terminal
+    progress.reporter(0)(25, torch.ones(2), torch.ones(2, dtype=torch.bool))  # reports go nowhere
+
+
+def test_a_stop_ends_every_worker_at_its_next_report(engine):
+    """Ctrl-C in the main thread sets `stop`; a worker's next report (every 25 steps) raises instead of
+    training on, so an interrupted run ends in seconds, not when the workers finish."""
+    import threading
+
+    from compnet import batching
+
+    calls = []
+    original = batching.Progress.reporter
+
+    def reporter(self, i):
+        report = original(self, i)
+        if i == 1:  # the second slice asks everyone to stop after its first report, as Ctrl-C would
+            def stopping(step, loss, alive):
+                calls.append(step)
+                report(step, loss, alive)
+                self.stop.set()
+
+            return stopping
+        return report
+
+    shapes, x = Shapes(2), train_grid(20)
+    T = 2 * 64
+    y = get_target("x3")(x).expand(T, -1)
+    start = random_weights("kaiming", shapes, generators(0, T))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(batching.Progress, "reporter", reporter)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_raw(shapes, start, x, y, 100_000, 1e-3, workers=2, fused=engine == "fused")
+    finally:
+        mp.undo()
+    assert calls == [25, 50] and threading.active_count() < 5  # raised at its next report, not 100000 steps on
