@@ -27,7 +27,7 @@ def compose(*overrides: str, command: str = "train", with_hydra: bool = False) -
 
     from compnet.config import check_overrides, register
 
-    register()
+    register(command)
     check_overrides(list(overrides))
     with initialize_config_module(config_module="compnet.conf", version_base="1.3"):
         return hydra_compose(command, overrides=list(overrides), return_hydra_config=with_hydra)

@@ -84,7 +84,7 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
 
     from compnet.config import register
 
-    register()
+    register(cmd)
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]

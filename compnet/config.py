@@ -148,26 +148,36 @@ def setting_keys() -> list[str]:
     return [key for key, f in _fields(TrainConf) if not f.metadata.get("inert")]
 
 
-def help_footer() -> str:
-    """`compnet train --help`'s list of groups and keys, from the Python tables and the schema."""
+def _line(option: str, help: str) -> str:
+    return f"  {option:<32} {help}".rstrip()
 
-    def line(option: str, help: str) -> str:
-        return f"  {option:<32} {help}".rstrip()
 
-    lines = ["Groups (group=option):"]
-    lines += [line(f"target={t}", TARGETS[t].label) for t in TARGETS]
-    lines += [line(f"init={i}", INIT_HELP[i]) for i in INITS]
-    lines += [line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
-    lines += [line("experiment=table1|2|3", "the paper's Table 1, 2 or 3, every cell in one batch")]
-    lines += ["", "Keys (key=default):"]
-    for key, f in _fields(TrainConf):
+def _keys_help(schema: type) -> list[str]:
+    """One line per key of a schema: key=default and its help."""
+    lines = ["Keys (key=default):"]
+    for key, f in _fields(schema):
         if key.endswith(".name") or key.startswith("experiment."):
             continue
-        default = getattr(f.default, "value", f.default)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = getattr(default, "value", default)
         # YAML spelling (null, true); an interpolation ${epochs} as <epochs> (Hydra's help would resolve it)
-        shown = json.dumps(default) if default is None or isinstance(default, bool) else str(default)
-        shown = shown.replace("${", "<").replace("}", ">")
-        lines.append(line(f"{key}={shown}", f.metadata.get("help", "")))
+        if isinstance(default, list):
+            shown = "[" + ",".join(map(str, default)) + "]"
+        else:
+            shown = json.dumps(default) if default is None or isinstance(default, bool) else str(default)
+        key = "from" if key == "from_run" else key  # what the command line takes (`from` is a Python keyword)
+        lines.append(_line(f"{key}={shown.replace('${', '<').replace('}', '>')}", f.metadata.get("help", "")))
+    return lines
+
+
+def help_footer() -> str:
+    """`compnet train --help`'s list of groups and keys, from the Python tables and the schema."""
+    lines = ["Groups (group=option):"]
+    lines += [_line(f"target={t}", TARGETS[t].label) for t in TARGETS]
+    lines += [_line(f"init={i}", INIT_HELP[i]) for i in INITS]
+    lines += [_line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
+    lines += [_line("experiment=table1|2|3", "the paper's Table 1, 2 or 3, every cell in one batch"), ""]
+    lines += _keys_help(TrainConf)
     lines += ["", "Results: outputs/<date>/<time>-train/ (trials.csv, summary.json, losses.npz, weights.npz, figures)."]
     return "\n".join(lines)
 
@@ -179,24 +189,30 @@ Defaults are the paper's: width 4, depth 5, 500 points, Adam lr 1e-3, 1000 epoch
   compnet train -m target=x3,x11 init=kaiming,manifold   a sweep, one job per configuration
   compnet train experiment=table1                        a table's cells in one batch
 """
+REGIONS_HELP_HEADER = """compnet regions: exact linear-region counts of untrained networks versus depth and width (no training),
+or of the saved networks of finished runs (from=PATH).
+  compnet regions                                        the default studies, 50 draws each
+  compnet regions from=outputs/2026-11-30/12-00-00-train every trial and stage of a run
+"""
 
 
-def register() -> None:
-    """Make the schemas, the name-only groups and the generated help known to Hydra."""
+def register(app: str = "train") -> None:
+    """Make an app's schema, its name-only groups (train) and its generated help known to Hydra; only the
+    app's own, so that `compnet regions --help` and its completion offer no training groups."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConf)
-    cs.store(name="regions_schema", node=RegionsConf)
-    for group, names in (("target", TARGETS), ("init", INITS), ("regime", REGIMES)):
-        for name in names:
-            cs.store(group=group, name=name, node={"name": name})
     template = "${hydra.help.header}\n${hydra.help.footer}\n"
-    cs.store(
-        group="hydra/help",
-        name="compnet_train",
-        node={"app_name": "compnet train", "header": TRAIN_HELP_HEADER, "footer": help_footer(), "template": template},
-    )
+    if app == "train":
+        cs.store(name="train_schema", node=TrainConf)
+        for group, names in (("target", TARGETS), ("init", INITS), ("regime", REGIMES)):
+            for name in names:
+                cs.store(group=group, name=name, node={"name": name})
+        help = {"app_name": "compnet train", "header": TRAIN_HELP_HEADER, "footer": help_footer()}
+    else:
+        cs.store(name="regions_schema", node=RegionsConf)
+        help = {"app_name": "compnet regions", "header": REGIONS_HELP_HEADER, "footer": "\n".join(_keys_help(RegionsConf))}
+    cs.store(group="hydra/help", name=f"compnet_{app}", node=help | {"template": template})
 
 
 class ConfigError(ValueError):
@@ -237,11 +253,11 @@ def check_overrides(overrides: list[str]) -> None:
     keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides if "=" in o}
     if keys.get("experiment", "none") != "none":
         for group in ("target", "init", "regime"):
-            _check(
-                group not in keys,
-                f"experiment={keys['experiment']} trains its own targets and methods, so {group}={keys[group]} would be "
-                f"ignored: use experiment.targets=[...] / experiment.methods=[...], or drop experiment=",
-            )
+            if group in keys:
+                raise ConfigError(
+                    f"experiment={keys['experiment']} trains its own targets and methods, so {group}={keys[group]} "
+                    "would be ignored: use experiment.targets=[...] / experiment.methods=[...], or drop experiment="
+                )
 
 
 def error_line(e: Exception) -> str:

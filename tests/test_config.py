@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 from compnet.config import ConfigError, register, validate, validate_regions
 from compnet.methods import plan
 
-register()
+register("train")
+register("regions")
 
 
 CHECKS = {"train": validate, "regions": validate_regions}
