@@ -64,6 +64,8 @@ def test_agrees_with_dense_sampling_on_random_default_networks(seed):
         assert np.diff(r.knots).min() > 20 * (hi - lo) / 400_000, "pieces too narrow for the sampled reference"
     assert r.linear_pieces == _sampled_pieces(net, lo, hi)
     assert r.activation_regions >= r.linear_pieces
+    # the propagated jumps are the differences of the slopes (which are accurate here)
+    assert np.allclose(r.jumps, np.diff(r.slopes), rtol=1e-9, atol=1e-12 * np.abs(r.slopes).max())
 
 
 def test_dead_layer_gives_one_piece():
@@ -94,6 +96,43 @@ def test_collinear_neighbours_merge():
     net = nn.Sequential(_linear([[1.0], [1.0]], [-0.5, -0.5]), nn.ReLU(), _linear([[1.0, -1.0]], [0.0]))
     assert count_activation_regions(net) == 2
     assert compnet.count_linear_pieces(net) == 1
+
+
+def test_small_values_beside_a_wide_range_neuron():
+    """z = x − 10¹² relu(x − ½) − ¼ reaches −5·10¹¹: its ∓¼ at x = 0 and ½ are still signs, not zero (the
+    tolerance is local to the knot, not a share of the neuron's range). Roots ¼ and ½ + ¼/(10¹² − 1); the
+    output relu(z) has slopes 0, 1, 1 − 10¹², 0."""
+    net = nn.Sequential(
+        _linear([[1.0], [1.0]], [0.0, -0.5]), nn.ReLU(),
+        _linear([[1.0, -1e12]], [-0.25]), nn.ReLU(),
+        _linear([[1.0]], [0.0]),
+    )
+    r = regions(net)
+    assert np.allclose(r.knots, [0.0, 0.25, 0.5, 0.5 + 0.25 / (1e12 - 1), 1.0], rtol=0, atol=1e-16)
+    assert (r.activation_regions, r.linear_pieces, r.wasted) == (4, 4, 1)  # x only touches zero, at 0
+
+
+PEAK_FAMILIES = ["0.01", "0.99", "alternating", "alternating from 0.99", "random 0", "random 1", "random 2"]
+
+
+def _peaks(family: str, d: int) -> torch.Tensor:
+    """Peaks a_1 … a_{d+1} of a named family, all in [0.01, 0.99]."""
+    if family.startswith("random"):
+        g = torch.Generator().manual_seed(100 * int(family[-1]) + d)
+        return 0.01 + 0.98 * torch.rand(d + 1, generator=g, dtype=f64)
+    cycle = {"0.01": [0.01], "0.99": [0.99], "alternating": [0.01, 0.99], "alternating from 0.99": [0.99, 0.01]}[family]
+    return torch.tensor((cycle * (d + 1))[: d + 1], dtype=f64)
+
+
+@pytest.mark.parametrize("family", PEAK_FAMILIES)
+def test_compositional_network_is_exact_at_extreme_peaks(family):
+    """2^d pieces for every depth to 16 and both signs, at peaks where the knots crowd closer than float64
+    resolves in x. Activation regions by hand: layer k adds the 2^(k−1) roots of W_{k−1} = a_k, so 2^d − 1
+    knots; accumulator, t1 (it only touches zero, at knots) and bias never change sign: 3d wasted."""
+    for d in range(1, 17):
+        for sign in (-1.0, 1.0):
+            r = regions(compnet.compositional_mlp(_peaks(family, d), sign=sign))
+            assert (r.linear_pieces, r.activation_regions, r.wasted) == (2**d, 2**d, 3 * d), (d, sign)
 
 
 @pytest.mark.parametrize("d", [13, 16])
