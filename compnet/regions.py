@@ -15,14 +15,15 @@ What is exact, and under which assumption. A pre-activation within rtol (1e-9 fo
 float32) of the magnitude of its terms at a knot, Σ_j |w_ij h_j| + |b_i|, is taken as exactly zero there (a
 breakpoint shared with another neuron: t1 and t2 of the compositional network by design, or shared ones split
 by the weights' rounding); two roots of one layer in one interval that are that close to zero at each other
-are one knot; and a slope jump is zero only if it is exactly zero in float64 (dead paths, zero weights, exact
-cancellation). Both counts are exact for any network whose intended coincidences are exact and whose other
-values at the knots are farther than that from zero. The compositional network (peaks in [0.01, 0.99], law
-or generic explicit scales, any depth; measured to 20) is one: its intended zeros come out below 1e-12 of
-their terms, its other values above 5e-5, so it counts exactly 2^d pieces and regions. Not covered: a slope
-jump that a design cancels exactly but float64 does not (e.g. explicit scales s_{i+1} = s_i (1 − a_{i+1})
-with a non-dyadic peak) counts as a kink. `Regions.knots` are positions rounded to float64: neighbours may
-coincide.
+are one knot; a slope jump is zero only if it is exactly zero in float64 (dead paths, zero weights, exact
+cancellation). Both counts are exact for any network on which these rules are right: its intended
+coincidences are exact, its other values at the knots are farther than rtol from zero, and its slope jumps
+come out exactly zero where, and only where, they vanish. The compositional network (peaks in [0.01, 0.99],
+law or explicit scales, any depth; measured to 20) is one: intended zeros come out below 1e-12 of their
+terms, other values above 5e-5 (4e-8 with scales spread over 20 decades), so it counts 2^d pieces and regions.
+Not covered: a slope jump that a design cancels exactly but float64 leaves as rounding noise (e.g. explicit
+scales with s_2 = s_1 (1 − a_2), a_2 = 0.3: a 1e-15 jump where the closed form has none) counts as a kink.
+`Regions.knots` are positions rounded to float64: neighbours may coincide.
 """
 
 from __future__ import annotations
