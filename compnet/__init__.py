@@ -30,8 +30,8 @@ _HOME = {
     "compositional_mlp": "compnet.model",
     "closed_form": "compnet.model",
     "law_scales": "compnet.model",
-    "count_linear_pieces": "compnet.regions",
-    "count_activation_regions": "compnet.regions",
+    "count_linear_pieces": "compnet.pieces",
+    "count_activation_regions": "compnet.pieces",
 }
 __all__ = list(_HOME)
 

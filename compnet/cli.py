@@ -110,7 +110,9 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
         (config.validate if cmd == "train" else config.validate_regions)(cfg)
         _writable(run_dir)
         if cmd == "train" and runs.finished(run_dir) and not cfg.overwrite:
-            raise config.ConfigError(f"{run_dir} already holds a finished run; choose another folder or pass overwrite=true")
+            raise config.ConfigError(
+                f"{run_dir} already holds a finished run; choose another folder or pass overwrite=true"
+            )
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
@@ -165,7 +167,9 @@ def _finished(root: Path) -> str:
     from compnet.runs import find_runs
 
     done = len(find_runs([root])[0]) if root.exists() else 0
-    return f"{done} finished cell(s) kept in {root}" + (f"; `compnet table {root}` names the unfinished" if done else "")
+    return f"{done} finished cell(s) kept in {root}" + (
+        f"; `compnet table {root}` names the unfinished" if done else ""
+    )
 
 
 def _table(argv: list[str]) -> int:

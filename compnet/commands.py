@@ -33,7 +33,9 @@ def train(cfg: Any, out: Path | None) -> Any:
 
     if out is not None and runs.finished(out):
         if not cfg.overwrite:
-            raise config.ConfigError(f"{out} already holds a finished run; choose another folder or pass overwrite=true")
+            raise config.ConfigError(
+                f"{out} already holds a finished run; choose another folder or pass overwrite=true"
+            )
         runs.clear(out)
     if cfg.engine == "auto" and (why := kernel.unavailable()):
         log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
@@ -100,7 +102,9 @@ def regions(cfg: Any, out: Path | None) -> Any:
     return frame, study.report(frame, trained)
 
 
-def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot: bool = True, strict: bool = False) -> int:
+def table(
+    paths: list[Path], out: Path | None = None, paper: bool = False, plot: bool = True, strict: bool = False
+) -> int:
     """`compnet table`: the paper's table of every finished run under `paths`, written to `out` (default:
     the folder holding them). What did not finish is named on stderr and in table.md; with `strict` it
     makes the exit code 1."""
@@ -113,7 +117,9 @@ def table(paths: list[Path], out: Path | None = None, paper: bool = False, plot:
     for m in missing:
         print(f"compnet table: missing: {m}", file=sys.stderr)
     if not summaries:
-        print(f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
+        print(
+            f"compnet table: error: no finished runs (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr
+        )
         return 1
     out = out or Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     metric = tables.metric_of(summaries)

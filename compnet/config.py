@@ -211,7 +211,11 @@ def register(app: str = "train") -> None:
         help = {"app_name": "compnet train", "header": TRAIN_HELP_HEADER, "footer": help_footer()}
     else:
         cs.store(name="regions_schema", node=RegionsConf)
-        help = {"app_name": "compnet regions", "header": REGIONS_HELP_HEADER, "footer": "\n".join(_keys_help(RegionsConf))}
+        help = {
+            "app_name": "compnet regions",
+            "header": REGIONS_HELP_HEADER,
+            "footer": "\n".join(_keys_help(RegionsConf)),
+        }
     cs.store(group="hydra/help", name=f"compnet_{app}", node=help | {"template": template})
 
 

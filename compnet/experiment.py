@@ -20,7 +20,7 @@ from compnet.batching import Stopwatch, workers_default
 from compnet.init import generators, start_weights, trial_seed
 from compnet.methods import Cell, plan
 from compnet.model import Reparam, Shapes, forward
-from compnet.regions import trial_regions
+from compnet.pieces import trial_pieces
 from compnet.stages import mse, pretrain, train_raw
 from compnet.targets import get_target, test_grid, train_grid
 
@@ -155,10 +155,10 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
         if xt is not None:
             with torch.no_grad():
                 test = mse(forward(shapes.split(final), xt), get_target(cell.target)(xt))
-        pieces = {"init": trial_regions(shapes, starts[i].flat)[0]}
+        pieces = {"init": trial_pieces(shapes, starts[i].flat)[0]}
         if weights_pre is not None:
-            pieces["pretrain"] = trial_regions(shapes, weights_pre)[0]
-        pieces["final"], wasted = trial_regions(shapes, final)
+            pieces["pretrain"] = trial_pieces(shapes, weights_pre)[0]
+        pieces["final"], wasted = trial_pieces(shapes, final)
         results.append(
             CellResult(
                 cell=cell,

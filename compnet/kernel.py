@@ -132,7 +132,22 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
     for name in _FN.values():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        fn.argtypes = [i64, i64, i64, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptrs, ctypes.POINTER(i64), ptr, ptr, i64, ptr, ptrs, ptrs]
+        fn.argtypes = [
+            i64,
+            i64,
+            i64,
+            ctypes.POINTER(i64),
+            ptrs,
+            ctypes.POINTER(i64),
+            ptrs,
+            ctypes.POINTER(i64),
+            ptr,
+            ptr,
+            i64,
+            ptr,
+            ptrs,
+            ptrs,
+        ]
         getattr(lib, f"{name}_lanes").restype = i64
     return _Built(lib, cc, version, tries[built], paths[built])
 
@@ -198,14 +213,20 @@ def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[tor
     dims = [w[0].shape[2]] + [t.shape[1] for t in w]
     # the C code trusts every shape and pointer: check here what torch's ops would have refused or broadcast
     if x.dim() != 1 or dims[0] != 1 or dims[-1] != 1:
-        raise ValueError(f"the fused engine takes x [N] and a network from 1 input to 1 output, got x {tuple(x.shape)}, widths {dims}")
+        raise ValueError(
+            f"the fused engine takes x [N] and a network from 1 input to 1 output, got x {tuple(x.shape)}, widths {dims}"
+        )
     for i, (wl, bl) in enumerate(zip(w, b)):
         if wl.shape != (T, dims[i + 1], dims[i]) or bl.shape != (T, dims[i + 1]):
-            raise ValueError(f"layer {i}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials")
+            raise ValueError(
+                f"layer {i}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials"
+            )
     y = y.expand(T, N)  # broadcasts as `mse` would (a shared row costs nothing: stride 0)
     x, y = x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
     if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in (x, y, *w, *b)):
-        raise TypeError(f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}")
+        raise TypeError(
+            f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}"
+        )
     if grads is not None and any(
         g.shape != t.shape or g.dtype != t.dtype or not g.is_contiguous() for g, t in zip(grads, layer_tensors(layers))
     ):

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from compnet.init import generators, start_weights
 from compnet.methods import RANDOM_INITS
 from compnet.model import Layer, Shapes
-from compnet.regions import batch_regions
+from compnet.pieces import count_batch
 
 log = logging.getLogger("compnet")
 
@@ -68,7 +68,7 @@ def init_rows(cfg: Any) -> pd.DataFrame:
     """Counts of the depth and width studies, one row per draw."""
     rows = []
     for study, init, depth, width in tqdm(settings(cfg), desc="regions", disable=not sys.stderr.isatty()):
-        for draw, r in enumerate(batch_regions(start_layers(init, depth, width, cfg), cfg.lo, cfg.hi)):
+        for draw, r in enumerate(count_batch(start_layers(init, depth, width, cfg), cfg.lo, cfg.hi)):
             rows.append(
                 (study, init, "", "init", depth, width, depth * width, draw, r.linear_pieces, r.activation_regions)
             )
@@ -90,7 +90,7 @@ def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
         init, depth = summary.get("init", ""), summary["depth"]
         weights, shapes = np.load(folder / "weights.npz"), Shapes(depth)  # runs are 4 wide
         for stage in (s for s in STAGES if s in weights):
-            found = batch_regions(shapes.split(torch.from_numpy(weights[stage])), lo, hi)
+            found = count_batch(shapes.split(torch.from_numpy(weights[stage])), lo, hi)
             for trial, r in enumerate(found):
                 if r is not None:
                     rows.append(

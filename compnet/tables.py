@@ -60,7 +60,7 @@ def row_order(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
 
 
 def failed(summary: dict[str, Any]) -> str:
-    """"12/30" collapsed trials, and the diverged ones where there are any ("3/10, 7 diverged"): Min and
+    """ "12/30" collapsed trials, and the diverged ones where there are any ("3/10, 7 diverged"): Min and
     Mean cover the trials that did not diverge."""
     text = f"{summary['n_collapsed']}/{summary['n_trials']}"
     return text + (f", {summary['n_diverged']} diverged" if summary.get("n_diverged") else "")

@@ -77,14 +77,18 @@ def main() -> None:
             for _ in range(args.calls):
                 kernel.mlp_mse_into(layers, x, y, grads)
             times[name].append((time.perf_counter() - t0) / args.calls)
-    print(f"{args.trials} trials, depth 5, width 4, 500 points, {args.dtype}, one thread; "
-          f"ms per step over {args.repeats} interleaved repeats of {args.calls} steps")
+    print(
+        f"{args.trials} trials, depth 5, width 4, 500 points, {args.dtype}, one thread; "
+        f"ms per step over {args.repeats} interleaved repeats of {args.calls} steps"
+    )
     base = statistics.median(next(iter(times.values())))
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4)
         med = statistics.median(ts)
-        print(f"  {name:40s} median {med * 1e3:6.3f}  min {min(ts) * 1e3:6.3f}  "
-              f"(quartiles {q[0] * 1e3:.3f}–{q[2] * 1e3:.3f})  {med / base:5.3f}× before")
+        print(
+            f"  {name:40s} median {med * 1e3:6.3f}  min {min(ts) * 1e3:6.3f}  "
+            f"(quartiles {q[0] * 1e3:.3f}–{q[2] * 1e3:.3f})  {med / base:5.3f}× before"
+        )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def test_a_stop_ends_every_worker_at_its_next_report(engine):
     def reporter(self, i):
         report = original(self, i)
         if i == 1:  # the second slice asks everyone to stop after its first report, as Ctrl-C would
+
             def stopping(step, loss, alive):
                 calls.append(step)
                 report(step, loss, alive)

@@ -20,7 +20,9 @@ from compnet.stages import mse
 from compnet.targets import get_target, train_grid
 
 f64 = torch.float64
-needs_kernel = pytest.mark.skipif(kernel.unavailable() is not None, reason=f"no fused kernel here: {kernel.unavailable()}")
+needs_kernel = pytest.mark.skipif(
+    kernel.unavailable() is not None, reason=f"no fused kernel here: {kernel.unavailable()}"
+)
 
 
 def reference(layers, x, y):

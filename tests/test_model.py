@@ -1,4 +1,4 @@
-"""The compositional network against its closed form (METHOD.md §1–3), in float64."""
+"""The compositional network against its closed form (docs/method.md §1–3), in float64."""
 
 import math
 
@@ -72,7 +72,7 @@ def test_accumulator_never_dies(sign):
 
 
 def test_plain_encoding_clips_where_offset_does_not():
-    """Without the offset the accumulator ReLU can die (METHOD.md §3): big scales, sign −1."""
+    """Without the offset the accumulator ReLU can die (docs/method.md §3): big scales, sign −1."""
     a = torch.tensor([0.5, 0.5, 0.5], dtype=f64)
     s = torch.tensor([3.0, 1.0], dtype=f64)
     exact = closed_form(X, a, s, -1.0)

@@ -7,8 +7,8 @@ import torch
 
 from compnet.init import generators, random_weights
 from compnet.model import PEAK_CLAMP, Reparam, Shapes, closed_form, law_scales
+from compnet.pieces import trial_pieces
 from compnet.reference import free_pretrain_loop, pretrain_loop, raw_loop
-from compnet.regions import trial_regions
 from compnet.stages import pretrain, train_raw
 from compnet.targets import get_target, train_grid
 
@@ -81,7 +81,7 @@ def test_peak_clamp_binds():
         ref, _ = pretrain_loop(peaks[t], -1.0, x, y, 200, 5e-2)
         assert (theta[t] - ref).abs().max() < 1e-9
     flat = Shapes.join(reparam.layers(fit.params, free, sign))
-    assert trial_regions(Shapes(3), flat)[0] == [8, 8]  # a peak at the clamp still gives 2^d pieces
+    assert trial_pieces(Shapes(3), flat)[0] == [8, 8]  # a peak at the clamp still gives 2^d pieces
 
 
 def test_sigmoid_peaks_equal_reference_and_learn_slower():
@@ -153,4 +153,4 @@ def test_pretraining_keeps_exactly_2_to_the_d_pieces():
         for epochs in (0, 50, 200, 600):
             fit = pretrain(reparam, peaks, free_mask, sign, x, y, epochs, 1e-2)
             flat = Shapes.join(reparam.layers(fit.params, free_mask, sign))
-            assert trial_regions(Shapes(d), flat)[0] == [2**d] * T, f"free={free}, after {epochs} epochs"
+            assert trial_pieces(Shapes(d), flat)[0] == [2**d] * T, f"free={free}, after {epochs} epochs"

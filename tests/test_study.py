@@ -14,7 +14,7 @@ from compnet import commands, study
 from compnet.api import compose
 from compnet.init import draw_peaks, generators, random_weights
 from compnet.model import Shapes, encode, law_scales, to_sequential
-from compnet.regions import regions
+from compnet.pieces import count_regions
 
 f64 = torch.float64
 
@@ -46,7 +46,9 @@ def test_compositional_networks_sit_exactly_on_2_to_the_d():
 
 
 def test_random_inits_stay_far_below_2_to_the_d():
-    frame = study.init_rows(conf(inits=["kaiming", "rai", "raai"], depths=[12], widths=[4, 16], width_depths=[1, 4], draws=10))
+    frame = study.init_rows(
+        conf(inits=["kaiming", "rai", "raai"], depths=[12], widths=[4, 16], width_depths=[1, 4], draws=10)
+    )
     deep = frame[frame.study == "depth"]
     assert len(deep) == 30 and (deep.pieces < 200).all() and (deep.pieces >= 1).all()
     assert (frame.activation_regions >= frame.pieces).all()
@@ -54,14 +56,14 @@ def test_random_inits_stay_far_below_2_to_the_d():
 
 
 def test_counts_match_the_public_counter_draw_by_draw():
-    """Draw i is the network of generator (seed, i), counted as regions() counts it on its own."""
+    """Draw i is the network of generator (seed, i), counted as count_regions() counts it on its own."""
     cfg = conf(inits=["rai"], depths=[3], widths=[8], width_depths=[2], draws=4, lo=-1.0, hi=1.0, seed=7)
     frame = study.init_rows(cfg)
     shapes = Shapes(2, 8)
     flat = random_weights("rai", shapes, generators(7, 4), f64)
     wide = frame[frame.study == "width"].sort_values("draw")
     for t, row in enumerate(wide.itertuples()):
-        r = regions(to_sequential(shapes.split(flat), t), -1.0, 1.0)
+        r = count_regions(to_sequential(shapes.split(flat), t), -1.0, 1.0)
         assert (row.draw, row.pieces, row.activation_regions) == (t, r.linear_pieces, r.activation_regions)
 
 
@@ -94,7 +96,9 @@ def test_hanin_rolnick_constant_of_default_init():
 
 
 def test_main_writes_the_csv_and_prints_the_tables(tmp_path, capsys):
-    cfg = conf(inits=["kaiming", "manifold"], depths=[1, 2, 3], widths=[4, 8], width_depths=[1, 2], draws=3, plots=False)
+    cfg = conf(
+        inits=["kaiming", "manifold"], depths=[1, 2, 3], widths=[4, 8], width_depths=[1, 2], draws=3, plots=False
+    )
     _, report = commands.regions(cfg, tmp_path)
     print(report)
     csv = pd.read_csv(tmp_path / "regions.csv", keep_default_na=False)
@@ -147,7 +151,9 @@ def test_from_run_without_runs_fails(tmp_path):
 @pytest.mark.slow
 def test_installed_command(tmp_path):
     args = ["regions", "depths=[1,2,3]", "widths=[4,8]", "width_depths=[1,2]", "draws=3"]
-    p = subprocess.run([sys.executable, "-m", "compnet.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "compnet.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (run,) = (tmp_path / "outputs").glob("*/*-regions")
     assert (run / "regions.png").is_file()

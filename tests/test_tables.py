@@ -12,7 +12,12 @@ from compnet.runs import find_runs
 from compnet.tables import table, to_latex, to_markdown, write_tables
 
 # in the schema's order, as runs.settings_of records them
-SETTINGS = {"regime.pretrain_epochs": 1000, "regime.finetune_epochs": 1000, "regime.direct_epochs": 1000, "model.s1": "trainable"}
+SETTINGS = {
+    "regime.pretrain_epochs": 1000,
+    "regime.finetune_epochs": 1000,
+    "regime.direct_epochs": 1000,
+    "model.s1": "trainable",
+}
 SETTINGS |= {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0, "dtype": "float32"}
 
 
@@ -39,7 +44,14 @@ def legacy(s: dict) -> dict:
 
 
 def test_paper_order_of_rows_and_columns():
-    df = table([summary("enforced", "x11", 1e-5), summary("default", "x3", 3e-2), summary("enforced", "x3", 4e-7), summary("default", "x11", 2e-2)])
+    df = table(
+        [
+            summary("enforced", "x11", 1e-5),
+            summary("default", "x3", 3e-2),
+            summary("enforced", "x3", 4e-7),
+            summary("default", "x11", 2e-2),
+        ]
+    )
     assert list(df.index) == ["Default network", "Differentiability enforced"]
     assert [t for t, _ in df.columns[::3]] == ["x3", "x11"]
     assert df.loc["Differentiability enforced", ("x11", "Mean")] == 1e-5
@@ -79,7 +91,10 @@ def test_runs_written_before_settings_existed_compare_by_what_they_hold():
     old = legacy(summary("default", "x3", 2e-2))
     assert list(table([new, old]).index) == ["Default network", "Default network #2"]
     older = legacy(summary("default", "x3", 2e-2, lr=0.1, regime__direct_epochs=2000))
-    assert list(table([new, older]).index) == ["Default network (direct_epochs=1000, lr=0.001)", "Default network (direct_epochs=2000, lr=0.1)"]
+    assert list(table([new, older]).index) == [
+        "Default network (direct_epochs=1000, lr=0.001)",
+        "Default network (direct_epochs=2000, lr=0.1)",
+    ]
     oldest = {k: v for k, v in older.items() if k not in ("settings", "epochs")}
     assert list(table([new, oldest]).index) == ["Default network (lr=0.001)", "Default network (lr=0.1)"]
 
@@ -309,7 +324,14 @@ def test_latex_table_reads_back_exactly_with_special_characters():
     check_latex_table(to_latex(df), df)
     rows = read_tabular(to_latex(df))
     assert rows[0] == ["Method", "x3", "x3", "x3", "weird_target#1", "weird_target#1", "weird_target#1"]
-    assert rows[2 + list(df.index).index(NASTY[0])][1:] == ["1.00e-03", "1.00e-02", "1/30", "5.00e-04", "5.00e-03", "1/30"]
+    assert rows[2 + list(df.index).index(NASTY[0])][1:] == [
+        "1.00e-03",
+        "1.00e-02",
+        "1/30",
+        "5.00e-04",
+        "5.00e-03",
+        "1/30",
+    ]
     assert rows[3][4:] == ["\u2013"] * 3  # missing cells typeset a dash (`--`)
 
 
@@ -340,7 +362,10 @@ def test_latex_checker_catches_miscounted_rows_and_groups():
 
 def test_table_tex_file_is_valid_latex(tmp_path: Path):
     """`write_tables` with the labels compnet makes: a setting with `_` and a repeat with `#`."""
-    runs = [summary("enforced", "x3", 1e-6, regime__direct_epochs=2000), summary("enforced", "x3", 2e-6, regime__direct_epochs=2000)]
+    runs = [
+        summary("enforced", "x3", 1e-6, regime__direct_epochs=2000),
+        summary("enforced", "x3", 2e-6, regime__direct_epochs=2000),
+    ]
     runs += [summary("enforced", "x11", 3e-6, regime__direct_epochs=1000)]
     df = table(runs)
     assert "Differentiability enforced (direct_epochs=2000) #2" in df.index

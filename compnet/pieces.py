@@ -23,7 +23,7 @@ law or explicit scales, any depth; measured to 20) is one: intended zeros come o
 terms, other values above 5e-5 (4e-8 with scales spread over 20 decades), so it counts 2^d pieces and regions.
 Not covered: a slope jump that a design cancels exactly but float64 leaves as rounding noise (e.g. explicit
 scales with s_2 = s_1 (1 − a_2), a_2 = 0.3: a 1e-15 jump where the closed form has none) counts as a kink.
-`Regions.knots` are positions rounded to float64: neighbours may coincide.
+`RegionCount.knots` are positions rounded to float64: neighbours may coincide.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _count(layers, lo: float, hi: float, rtol: float):
 
 
 @dataclass(frozen=True)
-class Regions:
+class RegionCount:
     knots: np.ndarray  # breakpoints of the activation pattern in order, ends included (rounded to float64)
     slopes: np.ndarray  # output slope on each activation region
     wasted: int  # hidden neurons whose pre-activation never changes sign on the interval
@@ -171,7 +171,7 @@ class Regions:
         return 1 + int(np.count_nonzero(jumps))
 
 
-def regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0, rtol: float | None = None) -> Regions:
+def count_regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0, rtol: float | None = None) -> RegionCount:
     """Activation regions and output slopes of a plain ReLU nn.Sequential with scalar input and output.
 
     `rtol` (default: RTOL of the weights' dtype) is the size, relative to the magnitude of its terms at the
@@ -180,45 +180,47 @@ def regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0, rtol: float 
         raise ValueError(f"need lo < hi, got [{lo}, {hi}]")
     rtol = _rtol(next(model.parameters()).dtype) if rtol is None else rtol
     layers = [(w[None], b[None]) for w, b in _affine_layers(model)]
-    return _regions(layers, float(lo), float(hi), rtol)[0]
+    return _counts(layers, float(lo), float(hi), rtol)[0]
 
 
-def _regions(layers, lo: float, hi: float, rtol: float) -> list[Regions]:
-    """Regions of each of T networks given as batched numpy layers."""
+def _counts(layers, lo: float, hi: float, rtol: float) -> list[RegionCount]:
+    """The counts of each of T networks given as batched numpy layers."""
     n, x, slopes, jumps, wasted = _count(layers, lo, hi, rtol)
-    return [Regions(x[t, : n[t]], slopes[t, : n[t] - 1], int(wasted[t]), jumps[t, 1 : n[t] - 1]) for t in range(n.size)]
+    return [
+        RegionCount(x[t, : n[t]], slopes[t, : n[t] - 1], int(wasted[t]), jumps[t, 1 : n[t] - 1]) for t in range(n.size)
+    ]
 
 
 def count_linear_pieces(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
     """Exact number of maximal intervals of [lo, hi] on which `model` is affine."""
-    return regions(model, lo, hi).linear_pieces
+    return count_regions(model, lo, hi).linear_pieces
 
 
 def count_activation_regions(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
     """Exact number of intervals of [lo, hi] with a constant ReLU sign pattern."""
-    return regions(model, lo, hi).activation_regions
+    return count_regions(model, lo, hi).activation_regions
 
 
 def wasted_neurons(model: nn.Sequential, lo: float = 0.0, hi: float = 1.0) -> int:
     """Hidden neurons whose pre-activation never changes sign on [lo, hi] (dead or always on): they add
     no breakpoint, the paper's 'wasted' neurons."""
-    return regions(model, lo, hi).wasted
+    return count_regions(model, lo, hi).wasted
 
 
-def batch_regions(layers: list[Layer], lo: float = 0.0, hi: float = 1.0) -> list[Regions | None]:
-    """Regions of every trial of a batched network, all trials counted together; None for a trial with
+def count_batch(layers: list[Layer], lo: float = 0.0, hi: float = 1.0) -> list[RegionCount | None]:
+    """The counts of every trial of a batched network, all trials counted together; None for a trial with
     non-finite (diverged) weights. The weights' precision follows the stored dtype (see RTOL)."""
     rtol = _rtol(layers[0][0].dtype)
     arrays = [(w.detach().double().numpy(), b.detach().double().numpy()) for w, b in layers]
     finite = np.ones(arrays[0][0].shape[0], dtype=bool)
     for w, b in arrays:
         finite &= np.isfinite(w).all((1, 2)) & np.isfinite(b).all(1)
-    counted = iter(_regions([(w[finite], b[finite]) for w, b in arrays], lo, hi, rtol) if finite.any() else [])
+    counted = iter(_counts([(w[finite], b[finite]) for w, b in arrays], lo, hi, rtol) if finite.any() else [])
     return [next(counted) if ok else None for ok in finite]
 
 
-def trial_regions(shapes: Shapes, flat: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> tuple[list[int], list[int]]:
+def trial_pieces(shapes: Shapes, flat: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> tuple[list[int], list[int]]:
     """Linear pieces of the output and wasted neurons of every trial of a batched network ([T, P]);
     −1 for a diverged trial, which has no regions to count."""
-    found = batch_regions(shapes.split(flat), lo, hi)
+    found = count_batch(shapes.split(flat), lo, hi)
     return [r.linear_pieces if r else -1 for r in found], [r.wasted if r else -1 for r in found]

@@ -1,4 +1,4 @@
-"""Exact linear-region counts (METHOD.md §7) against hand-built networks and dense sampling."""
+"""Exact linear-region counts (docs/method.md §7) against hand-built networks and dense sampling."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from torch import nn
 import compnet
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, encode, law_scales, to_sequential
-from compnet.regions import batch_regions, count_activation_regions, regions, trial_regions, wasted_neurons
+from compnet.pieces import count_activation_regions, count_batch, count_regions, trial_pieces, wasted_neurons
 
 f64 = torch.float64
 
@@ -60,7 +60,7 @@ def test_agrees_with_dense_sampling_on_random_default_networks(seed):
         mods += [nn.Linear(i, o, dtype=f64), nn.ReLU()]
     net = nn.Sequential(*mods, nn.Linear(width, 1, dtype=f64))
     lo, hi = -1.0, 1.0
-    r = regions(net, lo, hi)
+    r = count_regions(net, lo, hi)
     if r.knots.size > 2:
         assert np.diff(r.knots).min() > 20 * (hi - lo) / 400_000, "pieces too narrow for the sampled reference"
     assert r.linear_pieces == _sampled_pieces(net, lo, hi)
@@ -73,8 +73,10 @@ def test_dead_layer_gives_one_piece():
     """A collapsed network (a whole layer dead) is exactly one affine piece, and every neuron of that
     layer is wasted."""
     net = nn.Sequential(
-        _linear([[1.0], [-1.0]], [0.0, 0.5]), nn.ReLU(),
-        _linear([[-1.0, -1.0], [-2.0, 0.0]], [-0.1, -0.2]), nn.ReLU(),
+        _linear([[1.0], [-1.0]], [0.0, 0.5]),
+        nn.ReLU(),
+        _linear([[-1.0, -1.0], [-2.0, 0.0]], [-0.1, -0.2]),
+        nn.ReLU(),
         _linear([[3.0, 1.0]], [0.7]),
     )
     assert compnet.count_linear_pieces(net) == 1
@@ -84,10 +86,11 @@ def test_dead_layer_gives_one_piece():
 def test_shared_breakpoints_are_one_knot():
     """Two neurons with the same breakpoint, and a neuron that only touches zero, add one knot."""
     net = nn.Sequential(
-        _linear([[1.0], [2.0], [1.0]], [-0.5, -1.0, 0.0]), nn.ReLU(),
+        _linear([[1.0], [2.0], [1.0]], [-0.5, -1.0, 0.0]),
+        nn.ReLU(),
         _linear([[1.0, 1.0, 0.0]], [0.0]),
     )
-    r = regions(net)
+    r = count_regions(net)
     assert r.knots.tolist() == [0.0, 0.5, 1.0]
     assert r.linear_pieces == 2
 
@@ -104,11 +107,13 @@ def test_small_values_beside_a_wide_range_neuron():
     tolerance is local to the knot, not a share of the neuron's range). Roots ¼ and ½ + ¼/(10¹² − 1); the
     output relu(z) has slopes 0, 1, 1 − 10¹², 0."""
     net = nn.Sequential(
-        _linear([[1.0], [1.0]], [0.0, -0.5]), nn.ReLU(),
-        _linear([[1.0, -1e12]], [-0.25]), nn.ReLU(),
+        _linear([[1.0], [1.0]], [0.0, -0.5]),
+        nn.ReLU(),
+        _linear([[1.0, -1e12]], [-0.25]),
+        nn.ReLU(),
         _linear([[1.0]], [0.0]),
     )
-    r = regions(net)
+    r = count_regions(net)
     assert np.allclose(r.knots, [0.0, 0.25, 0.5, 0.5 + 0.25 / (1e12 - 1), 1.0], rtol=0, atol=1e-16)
     assert (r.activation_regions, r.linear_pieces, r.wasted) == (4, 4, 1)  # x only touches zero, at 0
 
@@ -132,7 +137,7 @@ def test_compositional_network_is_exact_at_extreme_peaks(family):
     knots; accumulator, t1 (it only touches zero, at knots) and bias never change sign: 3d wasted."""
     for d in range(1, 17):
         for sign in (-1.0, 1.0):
-            r = regions(compnet.compositional_mlp(_peaks(family, d), sign=sign))
+            r = count_regions(compnet.compositional_mlp(_peaks(family, d), sign=sign))
             assert (r.linear_pieces, r.activation_regions, r.wasted) == (2**d, 2**d, 3 * d), (d, sign)
 
 
@@ -143,7 +148,7 @@ def test_compositional_network_with_explicit_scales(seed):
     a = 0.01 + 0.98 * torch.rand(d + 1, generator=g, dtype=f64)
     signs = torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0).double()
     scales = signs * law_scales(a) * 10.0 ** (4 * torch.rand(d, generator=g, dtype=f64) - 2)
-    r = regions(compnet.compositional_mlp(a, scales, sign=1.0))
+    r = count_regions(compnet.compositional_mlp(a, scales, sign=1.0))
     assert (r.linear_pieces, r.activation_regions) == (2**d, 2**d)
 
 
@@ -153,7 +158,7 @@ def test_designed_cancellation_merges_pieces(d):
     −2 W'_{d−1}, so s_{d−1} ΔW'_{d−1} + s_d ΔW'_d = 0, exactly in float64 (dyadic weights): 2^d activation
     regions, 2^d − 2^(d−2) pieces (at the other knots the sum telescopes to 1 − (d − j) ≠ 0 times a kink)."""
     net = compnet.compositional_mlp(torch.full((d + 1,), 0.5, dtype=f64), scales=[2.0**-i for i in range(d)])
-    r = regions(net)
+    r = count_regions(net)
     assert (r.activation_regions, r.linear_pieces) == (2**d, 2**d - 2 ** (d - 2))
 
 
@@ -168,17 +173,17 @@ def test_batch_counts_each_network_as_alone():
     flat = torch.stack([rnd, comp], 1).flatten(0, 1)  # random, compositional, random, …
     flat = torch.cat([flat[:5], torch.full_like(flat[:1], float("nan")), flat[5:]])
     layers = shapes.split(flat)
-    found = batch_regions(layers)
+    found = count_batch(layers)
     assert found[5] is None
     for t, r in enumerate(found):
         if t == 5:
             continue
-        alone = regions(to_sequential(layers, t))
+        alone = count_regions(to_sequential(layers, t))
         assert (r.linear_pieces, r.activation_regions) == (alone.linear_pieces, alone.activation_regions)
         assert r.wasted == alone.wasted
         assert np.allclose(r.knots, alone.knots, rtol=0, atol=1e-15) and np.allclose(r.slopes, alone.slopes)
     assert [t for t, r in enumerate(found) if r and r.linear_pieces == 2**d] == [1, 3, 6, 8, 10, 12, 14]
-    pieces, wasted = trial_regions(shapes, flat)
+    pieces, wasted = trial_pieces(shapes, flat)
     assert pieces == [r.linear_pieces if r else -1 for r in found] and wasted[5] == -1
 
 
@@ -197,11 +202,11 @@ def test_trial_regions_float32_resolution(lo, hi, d):
     g = torch.Generator().manual_seed(0)
     a = lo + (hi - lo) * torch.rand(T, d + 1, generator=g)
     flat = Shapes.join(encode(a, law_scales(a), torch.full((T,), -1.0), True))
-    pieces, wasted = trial_regions(Shapes(d), flat)
+    pieces, wasted = trial_pieces(Shapes(d), flat)
     assert pieces == [2**d] * T
     assert wasted == [3 * d] * T  # accumulator, t1 and bias never change sign
 
 
 def test_bad_interval():
     with pytest.raises(ValueError, match="lo < hi"):
-        regions(tent(2), 1.0, 0.0)
+        count_regions(tent(2), 1.0, 0.0)
