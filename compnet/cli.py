@@ -88,8 +88,16 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
-    hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+    try:
+        hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+    except KeyboardInterrupt:  # between a sweep's jobs, or before the first: Hydra's own code was running
+        done = _finished(_ROOT[0]) if _ROOT else "no job had started"
+        print(f"\ncompnet {cmd}: interrupted; {done}", file=sys.stderr)
+        return 130
     return 0
+
+
+_ROOT: list[Path] = []  # the run or sweep folder of the running app, for the interruption message
 
 
 def _precheck(cmd: str, overrides: list[str]) -> int:
@@ -133,6 +141,8 @@ def _task(cmd: str) -> Callable[[Any], None]:
 
         hydra_cfg = HydraConfig.get()
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        root = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir)
+        _ROOT[:] = [root]
         try:
             getattr(commands, f"{cmd}_job")(cfg)
         except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
@@ -141,7 +151,6 @@ def _task(cmd: str) -> Callable[[Any], None]:
             print(f"compnet {cmd}: error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            root = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir)
             print(f"\ncompnet {cmd}: interrupted; {_finished(root)}", file=sys.stderr)
             sys.exit(130)
 

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,7 @@ def plot(paths: list[Path]) -> int:
         try:
             for f in plots.draw_run(folder):
                 print(f)
-        except (OSError, ValueError, KeyError, AttributeError) as e:  # truncated .npz, corrupt JSON or CSV
+        except (OSError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile) as e:  # corrupt files
             print(f"compnet plot: skipped {folder}: unreadable ({type(e).__name__}: {e})", file=sys.stderr)
             failed += 1
     return 1 if failed == len(folders) else 0

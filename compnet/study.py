@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,15 @@ def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
             log.warning("%s: no weights.npz, skipped", folder)
             continue
         init, depth = summary.get("init", ""), summary["depth"]
-        weights, shapes = np.load(folder / "weights.npz"), Shapes(depth)  # runs are 4 wide
-        for stage in (s for s in STAGES if s in weights):
-            found = count_batch(shapes.split(torch.from_numpy(weights[stage])), lo, hi)
+        try:
+            with np.load(folder / "weights.npz") as npz:
+                weights = {stage: npz[stage] for stage in STAGES if stage in npz}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated or not an .npz
+            log.warning("%s: weights.npz unreadable (%s), skipped", folder, type(e).__name__)
+            continue
+        shapes = Shapes(depth)  # runs are 4 wide
+        for stage, flat in weights.items():
+            found = count_batch(shapes.split(torch.from_numpy(flat)), lo, hi)
             for trial, r in enumerate(found):
                 if r is not None:
                     rows.append(

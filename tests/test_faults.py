@@ -1,0 +1,168 @@
+"""When things go wrong: bad values and paths refused in one line before any folder is made, interrupted
+runs and sweeps that keep what finished and name what did not, corrupt files skipped and named."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import COMPNET
+
+import compnet
+from compnet import commands
+from compnet.config import ConfigError
+
+TINY = ["trials=2", "epochs=3", "points=20", "plots=false"]
+
+
+def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([COMPNET, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["lr=inf"], "lr=inf: the learning rate must be finite"),
+        (["lr=nan"], "lr=nan: the learning rate must be finite"),
+        (["+device=cuda"], "unknown key 'device'"),
+        (["+model.width=8"], "unknown key 'model.width'"),
+        (["trails=5"], "unknown key 'trails'"),
+        (["lr=abc"], "lr=abc: Value 'abc'"),
+        (["target=x4"], "unknown target 'x4'; valid: sin, tanh, x11, x2, x3"),
+        (["experiment=table1", "target=sin"], "experiment=table1 trains its own targets and methods, so target=sin"),
+        (["experiment=table3", "init=kaiming"], "so init=kaiming would be ignored"),
+        (["hydra.run.dir=/proc/compnet-x"], "cannot create a folder in /proc"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
+    p = cli(tmp_path, "train", *args)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.splitlines() == [p.stderr.strip()] and needle in p.stderr, p.stderr
+    assert "+device" not in p.stderr and "To append" not in p.stderr  # no advice to add unknown keys
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_run_folder_is_not_reused_unless_asked(tmp_path):
+    compnet.train("experiment=table1", "experiment.methods=[default]", *TINY, out=tmp_path)
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        compnet.train(*TINY, out=tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    compnet.train(*TINY, "overwrite=true", out=tmp_path)  # a single run where an experiment was
+    assert not (tmp_path / "x3-default").exists() and not (tmp_path / "table.md").exists()
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert len(compnet.load_run(tmp_path).summaries) == 1
+
+
+def _interrupt(cmd: list[str], cwd: Path, after: float, finished: int = 0) -> subprocess.CompletedProcess:
+    """Start `compnet ...`, wait until its run folder exists and `finished` cells are written, let it work
+    `after` seconds more, then Ctrl-C it."""
+    proc = subprocess.Popen([COMPNET, *cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        list(cwd.glob("outputs/*/*/")) and len(list(cwd.glob("outputs/**/summary.json"))) >= finished
+    ):
+        time.sleep(0.2)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(
+        cmd, proc.returncode, out, err + f"\n[ended {time.time() - t0:.1f} s after Ctrl-C]"
+    )
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_says_what_finished_in_one_line(tmp_path):
+    """An experiment on two worker threads, interrupted mid-training: it ends within seconds (the workers stop
+    at their next report), exit 130, one line, no traceback."""
+    p = _interrupt(
+        ["train", "experiment=table1", "trials=130", "epochs=100000", "plots=false", "workers=2"], tmp_path, 4
+    )
+    assert p.returncode == 130, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "KeyboardInterrupt" not in p.stderr
+    assert "compnet train: interrupted; 0 finished cell(s) kept in" in p.stderr
+    assert float(p.stderr.rsplit("[ended ", 1)[1].split(" s")[0]) < 20
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_keeps_what_finished_and_table_names_the_rest(tmp_path):
+    """Jobs 0 and 1 of a four-job sweep finish, job 2 is interrupted, job 3 never starts: the table shows
+    the finished ones and names both others; --strict makes that an error."""
+    sweep_args = ["train", "-m", "epochs=3,100000", "target=x3,x11", "trials=2", "points=20", "plots=false"]
+    p = _interrupt(sweep_args, tmp_path, 3, finished=2)
+    assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    (sweep,) = tmp_path.glob("outputs/*/*-multirun")
+    assert "compnet train: interrupted; 2 finished cell(s) kept in" in p.stderr and sweep.name in p.stderr
+    t = cli(tmp_path, "table", str(sweep), "--no-plot")
+    assert t.returncode == 0
+    assert "job 3 (epochs=100000, target=x11): never started" in t.stderr
+    assert "no summary.json: failed or interrupted" in t.stderr
+    assert "never started" in (sweep / "table.md").read_text()
+    assert cli(tmp_path, "table", str(sweep), "--no-plot", "--strict").returncode == 1
+
+
+def _two_runs(root: Path) -> tuple[Path, Path]:
+    good, bad = root / "0-good", root / "1-bad"
+    compnet.train(*TINY[:-1], "plots=true", out=good)
+    compnet.train("target=x11", *TINY, out=bad)
+    return good, bad
+
+
+def test_corrupt_files_are_skipped_and_named(tmp_path, capsys):
+    good, bad = _two_runs(tmp_path)
+    (bad / "summary.json").write_text('{"target": "x11", "meth')  # truncated mid-write by a crash
+    assert commands.table([tmp_path], plot=False) == 0
+    out, err = capsys.readouterr()
+    assert "Differentiability enforced" in out and "x11" not in out.split("Missing")[0]
+    assert f"{bad / 'summary.json'} (unreadable: JSONDecodeError" in err
+
+    (bad / "summary.json").write_text(json.dumps(compnet.load_run(good).summaries[0]))
+    with open(bad / "weights.npz", "r+b") as f:  # truncated
+        f.truncate(100)
+    (bad / "losses.npz").write_bytes(b"not a zip")
+    assert commands.plot([tmp_path]) == 0
+    out, err = capsys.readouterr()
+    assert str(good / "fit.png") in out and f"skipped {bad}: unreadable" in err
+    frame, _ = commands.regions(compnet.compose(f"from_run={tmp_path}", "plots=false", command="regions"), None)
+    assert set(frame.run) == {"0-good"}
+
+
+@pytest.mark.slow
+def test_unwritable_and_wrong_paths_are_one_line(tmp_path):
+    good, _ = _two_runs(tmp_path / "runs")
+    for args, code, needle in (
+        (["table", str(tmp_path / "runs"), "--out", "/proc/compnet-x"], 1, "cannot write to /proc/compnet-x"),
+        (["table", str(good / "summary.json")], 2, "is a file; give run, experiment or sweep folders"),
+        (["regions", f"from={good / 'trials.csv'}"], 2, "is a file; give a run, experiment or sweep folder"),
+        (["regions", f"from={tmp_path / 'nowhere'}"], 2, "no run with weights"),
+    ):
+        p = cli(tmp_path, *args)
+        assert p.returncode == code and needle in p.stderr and "Traceback" not in p.stderr, (args, p.stderr[-1500:])
+        assert len([line for line in p.stderr.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("regions.csv"))
+
+
+def test_diverged_trials_show_in_the_table(tmp_path, capsys):
+    compnet.train("init=kaiming", "lr=1e30", *TINY, out=tmp_path / "blown")
+    compnet.train(*TINY, out=tmp_path / "fine")
+    assert commands.table([tmp_path], plot=False) == 0
+    md = (tmp_path / "table.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| Default network"))
+    assert "0/2, 2 diverged" in row and row.count("—") == 2  # no finite trial: no Min, no Mean
+    assert "Min and Mean cover the trials that did not diverge." in md
+
+
+@pytest.mark.slow
+def test_regions_help_and_completion_offer_only_its_own_keys(tmp_path):
+    help_text = cli(tmp_path, "regions", "--help").stdout
+    assert "draws=50" in help_text and "target=" not in help_text and "experiment" not in help_text
+    line = "compnet regions ta"
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    p = subprocess.run(
+        [COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "target=" not in p.stdout
