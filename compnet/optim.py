@@ -65,10 +65,13 @@ def adam(
         with torch.no_grad():
             if int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
                 keep, n_alive = torch.cat([alive.repeat_interleave(n // T) for n in sizes]), int(alive.sum())
+            # torch.optim.Adam's update, spelt in ops that round once each (mul, plain add, div, sqrt): the
+            # fused lerp_/addcmul_/addcdiv_ take a fused multiply-add on some CPUs and not on others, and
+            # results would then depend on the machine (README: Reproducibility)
             g = torch.where(keep, grad, 0.0)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            flat.addcdiv_(torch.where(keep, m, 0.0), (v.sqrt() / bc2).add_(eps), value=-lr / bc1)
+            m.mul_(b1).add_(g * (1 - b1))
+            v.mul_(b2).add_(g * g * (1 - b2))
+            flat.sub_(torch.where(keep, m, 0.0) / (v.sqrt() / bc2 + eps) * (lr / bc1))
         if report is not None and (step % 25 == 0 or step == epochs):
             report(step, history[step - 1], alive)
     with torch.no_grad():

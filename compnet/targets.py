@@ -18,23 +18,40 @@ if TYPE_CHECKING:  # torch is imported late: `compnet --help` and config checks 
 
 @dataclass(frozen=True)
 class Target:
+    """A target f on [0, 1]. `fn` maps one float64 to one float64; a tensor is evaluated point by point and
+    then rounded to its dtype, because torch's and numpy's vectorised pow, sin and tanh are chosen per CPU
+    (AVX2, AVX-512, none) and differ in the last bit, and so would every trained number after them. Powers
+    are repeated multiplications, each rounded once; sin and tanh are the C library's."""
+
     name: str
     label: str
     sign: float
-    fn: Callable[[torch.Tensor], torch.Tensor]
+    fn: Callable[[float], float]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+        import torch
+
+        return torch.tensor([self.fn(v) for v in x.double().tolist()], dtype=torch.float64).to(x.dtype).view(x.shape)
+
+
+def _power(n: int) -> Callable[[float], float]:
+    def f(v: float) -> float:
+        out = v
+        for _ in range(n - 1):
+            out *= v
+        return out
+
+    return f
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("x2", "x²", -1.0, lambda x: x**2),
-        Target("x3", "x³", -1.0, lambda x: x**3),
-        Target("x11", "x¹¹", -1.0, lambda x: x**11),
-        Target("sin", "sin(πx/2)", 1.0, lambda x: (math.pi * x / 2).sin()),
-        Target("tanh", "tanh(3x)", 1.0, lambda x: (3 * x).tanh()),
+        Target("x2", "x²", -1.0, _power(2)),
+        Target("x3", "x³", -1.0, _power(3)),
+        Target("x11", "x¹¹", -1.0, _power(11)),
+        Target("sin", "sin(πx/2)", 1.0, lambda v: math.sin(math.pi * v / 2)),
+        Target("tanh", "tanh(3x)", 1.0, lambda v: math.tanh(3 * v)),
     )
 }
 
@@ -53,10 +70,11 @@ def get_target(name: str) -> Target:
 
 
 def train_grid(points: int, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """`points` evenly spaced points on [0, 1], ends included (the paper: 500)."""
+    """`points` evenly spaced points on [0, 1], ends included (the paper: 500): k / (points − 1), each a
+    float64 division rounded once, then to `dtype` (torch.linspace's arithmetic is chosen per CPU)."""
     import torch
 
-    return torch.linspace(0.0, 1.0, points, dtype=dtype)
+    return (torch.arange(points, dtype=torch.float64) / max(points - 1, 1)).to(dtype or torch.get_default_dtype())
 
 
 def test_grid(points: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -67,4 +85,4 @@ def test_grid(points: int, dtype: torch.dtype | None = None) -> torch.Tensor:
     """
     import torch
 
-    return (torch.arange(points, dtype=dtype) + 0.5) / points
+    return ((torch.arange(points, dtype=torch.float64) + 0.5) / points).to(dtype or torch.get_default_dtype())

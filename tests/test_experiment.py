@@ -1,8 +1,17 @@
 """From a configuration to trained and analysed cells: end to end against the plain loop, trial and
 cell independence, the settings, the held-out MSE."""
 
-import torch
+import os
+import subprocess
+from pathlib import Path
 
+import pandas as pd
+import pytest
+import torch
+from test_cli import COMPNET
+
+import compnet
+from compnet import kernel
 from compnet.experiment import reparam_of, run
 from compnet.model import PEAK_CLAMP, Shapes, encode, forward, law_scales, to_sequential
 from compnet.reference import pretrain_loop, raw_loop
@@ -146,3 +155,22 @@ def test_pieces_are_counted_per_stage(compose):
     (r,), _ = run(compose("trials=3", "epochs=10", "points=50", "depth=4"))
     assert r.pieces["init"] == [16] * 3 and r.pieces["pretrain"] == [16] * 3
     assert len(r.pieces["final"]) == 3 and len(r.wasted_final) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(kernel.unavailable() is not None, reason="the machine-independence claim is the fused engine's")
+@pytest.mark.skipif("avx2" not in Path("/proc/cpuinfo").read_text(), reason="needs a CPU with AVX2 to compare against")
+def test_same_bits_whatever_vector_instructions_torch_picks(tmp_path):
+    """torch chooses its vectorised CPU kernels per machine (ATEN_CPU_CAPABILITY: none, AVX2, AVX-512); with the
+    fused engine a run's numbers do not depend on that choice: every op compnet leaves to torch rounds once."""
+    overrides = ["experiment=table1", "experiment.targets=[x11,sin]", "experiment.methods=[raai,not_enforced,enforced]"]
+    overrides += ["trials=4", "epochs=150", "points=100", "plots=false"]
+    for cap in ("default", "avx2"):
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap}
+        p = subprocess.run(
+            [COMPNET, "train", *overrides, f"hydra.run.dir={tmp_path / cap}"], env=env, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+    plain, avx2 = (compnet.load_run(tmp_path / cap).trials for cap in ("default", "avx2"))
+    pd.testing.assert_frame_equal(plain, avx2, check_exact=True)
+    assert plain.mse.nunique() == len(plain)  # 24 trained trials, not a degenerate comparison

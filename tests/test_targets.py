@@ -1,0 +1,35 @@
+"""Targets and grids: the values against hand computation, and the same bits whatever the CPU."""
+
+import math
+
+import torch
+
+from compnet.targets import TARGETS, get_target, train_grid
+from compnet.targets import test_grid as held_out_grid  # a test_* name would be collected
+
+
+def test_grids():
+    x = train_grid(500)
+    assert x.dtype == torch.float32 and x[0] == 0 and x[-1] == 1
+    assert torch.equal(x, (torch.arange(500, dtype=torch.float64) / 499).float())
+    assert (torch.diff(train_grid(500, torch.float64)) - 1 / 499).abs().max() < 1e-15
+    assert train_grid(1).tolist() == [0.0]
+    assert held_out_grid(10, torch.float64).tolist() == [(k + 0.5) / 10 for k in range(10)]
+
+
+def test_targets_are_their_formulas_rounded_once():
+    x = train_grid(101, torch.float64)
+    expected = {
+        "x2": [v * v for v in x.tolist()],
+        "x3": [v * v * v for v in x.tolist()],
+        "x11": [math.prod([v] * 11) for v in x.tolist()],
+        "sin": [math.sin(math.pi * v / 2) for v in x.tolist()],
+        "tanh": [math.tanh(3 * v) for v in x.tolist()],
+    }
+    for name, values in expected.items():
+        assert get_target(name)(x).tolist() == values, name
+        xf = x.float()  # float32 points: evaluated in float64 at those points, then rounded once to float32
+        assert torch.equal(get_target(name)(xf), get_target(name)(xf.double()).float()), name
+    assert [t.sign for t in TARGETS.values()] == [-1.0, -1.0, -1.0, 1.0, 1.0]  # below y = x: waves subtracted
+    for t in TARGETS.values():
+        assert abs(t(torch.tensor([0.0])).item()) < 1e-12 and abs(t(torch.tensor([1.0])).item() - 1) < 0.01
