@@ -13,6 +13,7 @@ one line on stderr and exit code 2; in a sweep (`-m`) it fails that job and Hydr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -90,6 +91,9 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     sys.argv = [prog or f"compnet {cmd}", *rest]
     try:
         hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+        if _FAILED:
+            print(f"compnet {cmd}: {len(_FAILED)} job(s) failed: {'; '.join(_FAILED)}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:  # between a sweep's jobs, or before the first: Hydra's own code was running
         done = _finished(_ROOT[0]) if _ROOT else "no job had started"
         print(f"\ncompnet {cmd}: interrupted; {done}", file=sys.stderr)
@@ -98,6 +102,7 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
 
 
 _ROOT: list[Path] = []  # the run or sweep folder of the running app, for the interruption message
+_FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local launcher runs them in this process)
 
 
 def _precheck(cmd: str, overrides: list[str]) -> int:
@@ -137,19 +142,24 @@ def _task(cmd: str) -> Callable[[Any], None]:
         from hydra.types import RunMode
 
         from compnet import commands
-        from compnet.config import ConfigError
+        from compnet.config import ConfigError, check_overrides
 
         hydra_cfg = HydraConfig.get()
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         root = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir)
         _ROOT[:] = [root]
         try:
+            check_overrides(list(hydra_cfg.overrides.task))  # a sweep's job: its own overrides
             getattr(commands, f"{cmd}_job")(cfg)
         except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
-            if multirun:
-                raise
-            print(f"compnet {cmd}: error: {e}", file=sys.stderr)
-            sys.exit(2)
+            if not multirun:
+                print(f"compnet {cmd}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            # one bad job of a sweep fails that job, not the sweep: said in one line and in its train.log
+            job = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)})"
+            logging.getLogger("compnet").error("%s: error: %s", job, e)
+            print(f"compnet {cmd}: {job}: error: {e}", file=sys.stderr)
+            _FAILED.append(job)
         except KeyboardInterrupt:
             print(f"\ncompnet {cmd}: interrupted; {_finished(root)}", file=sys.stderr)
             sys.exit(130)

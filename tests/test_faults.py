@@ -166,3 +166,18 @@ def test_regions_help_and_completion_offer_only_its_own_keys(tmp_path):
         [COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert "target=" not in p.stdout
+
+
+@pytest.mark.slow
+def test_one_bad_job_fails_that_job_not_the_sweep(tmp_path):
+    p = cli(tmp_path, "train", "-m", "lr=-1,0.001", *TINY)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert "job 0 (lr=-1," in p.stderr and "the learning rate must be finite and > 0" in p.stderr
+    assert "1 job(s) failed" in p.stderr.splitlines()[-1]
+    (sweep,) = tmp_path.glob("outputs/*/*-multirun")
+    (good,) = sweep.glob("1-*")
+    (bad,) = sweep.glob("0-*")
+    assert (good / "summary.json").is_file() and not (bad / "summary.json").exists()
+    assert "the learning rate must be finite" in (bad / "train.log").read_text()  # the job's own record
+    t = cli(tmp_path, "table", str(sweep), "--no-plot")
+    assert f"{bad} (no summary.json: failed or interrupted)" in t.stderr

@@ -18,7 +18,7 @@ SETTINGS = {
     "regime.direct_epochs": 1000,
     "model.s1": "trainable",
 }
-SETTINGS |= {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0, "dtype": "float32"}
+SETTINGS |= {"depth": 5, "seed": 0, "lr": 0.001, "points": 500, "test_points": 0, "dtype": "float32", "engine": "fused"}
 
 
 def summary(method: str, target: str, mean: float, **settings) -> dict:
@@ -379,3 +379,17 @@ def test_a_label_starting_with_a_bracket_is_not_taken_by_the_row_end():
     df = table([summary("default", "x3", 1e-2), summary("[draft] run", "x3", 2e-2)])
     assert list(df.index) == ["Default network", "[draft] run"]
     check_latex_table(to_latex(df), df)
+
+
+def test_runs_from_different_machines_or_engines_are_flagged():
+    from compnet.tables import mixed_provenance
+
+    here = summary("enforced", "x3", 4e-7) | {"produced_by": {"host": "a", "kernel": {"cpu": "AMD EPYC"}}}
+    there = summary("enforced", "x11", 1e-5) | {"produced_by": {"host": "b", "kernel": {"cpu": "Intel Xeon"}}}
+    assert mixed_provenance([here, here]) == []
+    warnings = mixed_provenance([here, there, summary("default", "x3", 1e-2, engine="torch")])
+    assert warnings == [
+        "runs from 2 machines side by side: a, b",
+        "runs from 2 CPU models side by side: AMD EPYC, Intel Xeon",
+        "runs of 2 engines side by side: fused, torch",
+    ]
