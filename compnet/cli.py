@@ -122,10 +122,8 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
             del cfg["hydra"]
         (config.validate if cmd == "train" else config.validate_regions)(cfg)
         _writable(run_dir)
-        if cmd == "train" and runs.finished(run_dir) and not cfg.overwrite:
-            raise config.ConfigError(
-                f"{run_dir} already holds a finished run; choose another folder or pass overwrite=true"
-            )
+        if cmd == "train":  # before Hydra writes its .hydra/ over the finished run's
+            runs.check_reusable(run_dir, cfg.overwrite)
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
@@ -134,8 +132,8 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
 
 
 def _task(cmd: str) -> Callable[[Any], None]:
-    """The Hydra task of `cmd`: a bad value ends a single run in one line (exit 2); in a sweep it is
-    raised, failing that job only."""
+    """The Hydra task of `cmd`: a bad value ends a single run in one line (exit 2); in a sweep it fails
+    that job only (one line, in its train.log too) and the sweep's exit code (`_FAILED`)."""
 
     def task(cfg: Any) -> None:
         from hydra.core.hydra_config import HydraConfig

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from compnet.config import setting_keys
+from compnet.config import ConfigError, setting_keys
 from compnet.methods import method_label, method_order
 from compnet.targets import target_order
 
@@ -223,6 +223,13 @@ RESULT_FILES += ("table.md", "table.tex", "table.csv", "trials.png", "paper_vs_o
 def finished(folder: Path) -> bool:
     """Whether `folder` (or a cell folder in it) holds a finished run."""
     return folder.is_dir() and any(folder.rglob(SUMMARY))
+
+
+def check_reusable(folder: Path, overwrite: bool) -> None:
+    """Refuse to write a run into a folder that holds a finished one: its figures and cells would mix with
+    the new results (overwrite=true clears them first)."""
+    if finished(folder) and not overwrite:
+        raise ConfigError(f"{folder} already holds a finished run; choose another folder or pass overwrite=true")
 
 
 def clear(folder: Path) -> None:
