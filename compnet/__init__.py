@@ -2,7 +2,7 @@
 
 Data flow, one module per concern: targets → model (the network, its encoding and reparameterisation) →
 init → optim, batching, stages (training) → experiment (the cells of a configuration, trained and
-analysed) → regions, study (exact linear regions) → runs (the run folder, both ways) → tables, plots →
+analysed) → pieces, study (exact linear regions) → runs (the run folder, both ways) → tables, plots →
 commands → cli / api. The public API is imported lazily so that the command line starts fast:
 
     compnet.train("target=x3", "trials=5", out=None)   # the CLI's pipeline, in-process → Run

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import torch
 
@@ -116,8 +116,12 @@ def chunked(
 
     threads, pool = torch.get_num_threads(), ThreadPoolExecutor(n)
     try:
-        fits = list(pool.map(work, range(n)))
-    except BaseException:  # Ctrl-C reaches the main thread only: tell the workers
+        futures = [pool.submit(work, i) for i in range(n)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if failed := next((f for f in done if f.exception() is not None), None):
+            raise failed.exception()  # and the others stop at their next report (below)
+        fits = [f.result() for f in futures]
+    except BaseException:  # a failed slice, or Ctrl-C (which reaches the main thread only): tell the workers
         progress.stop.set()
         raise
     finally:

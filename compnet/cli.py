@@ -74,7 +74,7 @@ def _completion(argv: list[str]) -> int:
     if cmd not in HYDRA_APPS:
         return 0
     # Hydra completes its own command line: drop the subcommand from it
-    start = line.index(cmd)
+    start = line.index(cmd, len(words[0]))  # not inside the program's path
     os.environ["COMP_LINE"] = line[:start] + line[start + len(cmd) + 1 :]
     os.environ["COMP_POINT"] = str(int(os.environ.get("COMP_POINT", len(line))) - len(cmd) - 1)
     return _hydra(cmd, argv, prog="compnet")
@@ -86,6 +86,8 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     from compnet.config import register
 
     register(cmd)
+    _ROOT.clear()
+    _FAILED.clear()
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
@@ -121,11 +123,11 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
         with open_dict(cfg):
             del cfg["hydra"]
         (config.validate if cmd == "train" else config.validate_regions)(cfg)
-        _writable(run_dir)
+        runs.check_writable(run_dir)
         if cmd == "train":  # before Hydra writes its .hydra/ over the finished run's
             runs.check_reusable(run_dir, cfg.overwrite)
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
-        message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e)
+        message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e, cmd)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
@@ -163,20 +165,6 @@ def _task(cmd: str) -> Callable[[Any], None]:
             sys.exit(130)
 
     return task
-
-
-def _writable(run_dir: Path) -> None:
-    """Refuse a run folder that cannot be made: try a scratch folder in its nearest existing ancestor (write
-    permission bits do not tell, for root, or on /proc)."""
-    import tempfile
-
-    from compnet.config import ConfigError
-
-    existing = next(p for p in (run_dir.absolute(), *run_dir.absolute().parents) if p.exists())
-    try:
-        os.rmdir(tempfile.mkdtemp(dir=existing))
-    except OSError as e:
-        raise ConfigError(f"hydra.run.dir={run_dir}: cannot create a folder in {existing} ({e.strerror})") from None
 
 
 def _finished(root: Path) -> str:

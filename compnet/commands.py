@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compnet import config
+from compnet.methods import is_experiment
 
 log = logging.getLogger("compnet")
 
@@ -41,8 +42,7 @@ def train(cfg: Any, out: Path | None) -> Any:
     if cfg.engine == "auto" and (why := kernel.unavailable()):
         log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
     results, wall = experiment.run(cfg)
-    single = len(results) == 1 and not cfg.experiment.methods and not cfg.experiment.targets
-    metric = "test_mse" if cfg.test_points else "mse"  # what a table shows: held-out MSE where there is one
+    single = not is_experiment(cfg)
     cells = []
     for r in results:
         trials = runs.trials_frame(r)
@@ -52,6 +52,7 @@ def train(cfg: Any, out: Path | None) -> Any:
             runs.write_cell(folder, r, trials, summary, draw=cfg.plots)
             summary["folder"] = str(folder)
         cells.append((summary, trials))
+        metric = tables.metric_of([summary])  # what a table shows: held-out MSE where there is one
         log.info(
             "%-22s %s min %.2e  mean %.2e  collapsed %d/%d  diverged %d",
             r.cell.name,
@@ -65,6 +66,7 @@ def train(cfg: Any, out: Path | None) -> Any:
     log.info("trained %d networks in %.1f s%s", len(results) * cfg.trials, wall, f" -> {out}" if out else "")
     run = runs.Run.of(cells, out)
     if out is not None and not single:
+        metric = tables.metric_of(run.summaries)
         tables.write_tables(out, tables.table(run.summaries, metric))
         if cfg.plots:
             from compnet import plots
@@ -111,9 +113,11 @@ def table(
     makes the exit code 1."""
     from compnet import runs, tables
 
-    if files := [p for p in paths if p.is_file()]:
-        print(f"compnet table: error: {files[0]} is a file; give run, experiment or sweep folders", file=sys.stderr)
-        return 2
+    for p in paths:  # a typo must not make the table land in the folders' common ancestor
+        if not p.is_dir():
+            why = "is a file; give run, experiment or sweep folders" if p.exists() else "does not exist"
+            print(f"compnet table: error: {p} {why}", file=sys.stderr)
+            return 2
     summaries, missing = runs.find_runs(paths)
     for m in missing:
         print(f"compnet table: missing: {m}", file=sys.stderr)
@@ -138,7 +142,7 @@ def table(
         return 1
     for warning in tables.mixed_provenance(summaries):
         print(f"compnet table: warning: {warning}", file=sys.stderr)
-    print(f"\nwrote {', '.join(str(out / f) for f in tables.TABLE_FILES)}", file=sys.stderr)
+    print(f"\nwrote {', '.join(str(out / f) for f in runs.TABLE_FILES)}", file=sys.stderr)
     return 1 if strict and missing else 0
 
 
@@ -173,7 +177,7 @@ def train_job(cfg: Any) -> None:
     from compnet import tables
 
     run = train(cfg, _output_dir())
-    if len(run.summaries) > 1 or cfg.experiment.methods or cfg.experiment.targets:
+    if is_experiment(cfg):
         print(tables.to_markdown(tables.table(run.summaries, tables.metric_of(run.summaries))))
 
 

@@ -2,7 +2,7 @@
 
 The schemas are registered in Hydra's ConfigStore and named first in the packaged primary configs'
 defaults lists, so an unknown key, a wrong type or an enum typo fails at the command line with Hydra's
-own message. The name-only groups (`target`, `init`, `regime`) are registered from the Python tables
+own message. The groups (`target`, `init`, `regime`, `experiment`) are registered from the Python tables
 that define them, and `compnet train --help` is generated from the schema's field help. Numbers that
 have the right type but are impossible (depth 0, lr ≤ 0, …) are refused by `validate` before any work
 starts, with one line naming the value and what is allowed.
@@ -23,7 +23,17 @@ from typing import Any
 
 from omegaconf import II, MISSING
 
-from compnet.methods import INIT_HELP, INITS, METHODS, RANDOM_INITS, REGIME_HELP, REGIMES, plan
+from compnet.methods import (
+    EXPERIMENTS,
+    INIT_HELP,
+    INITS,
+    METHODS,
+    PEAK_CLAMP,
+    RANDOM_INITS,
+    REGIME_HELP,
+    REGIMES,
+    plan,
+)
 from compnet.targets import TARGETS
 
 
@@ -176,7 +186,8 @@ def help_footer() -> str:
     lines += [_line(f"target={t}", TARGETS[t].label) for t in TARGETS]
     lines += [_line(f"init={i}", INIT_HELP[i]) for i in INITS]
     lines += [_line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
-    lines += [_line("experiment=table1|2|3", "the paper's Table 1, 2 or 3, every cell in one batch"), ""]
+    tables = "|".join(e for e in EXPERIMENTS if e != "none")
+    lines += [_line(f"experiment={tables}", "one of the paper's tables, every cell in one batch"), ""]
     lines += _keys_help(TrainConf)
     lines += ["", "Results: outputs/<date>/<time>-train/ (trials.csv, summary.json, losses.npz, weights.npz, figures)."]
     return "\n".join(lines)
@@ -208,6 +219,8 @@ def register(app: str = "train") -> None:
         for group, names in (("target", TARGETS), ("init", INITS), ("regime", REGIMES)):
             for name in names:
                 cs.store(group=group, name=name, node={"name": name})
+        for name, node in EXPERIMENTS.items():
+            cs.store(group="experiment", name=name, node=node, package="_global_")
         help = {"app_name": "compnet train", "header": TRAIN_HELP_HEADER, "footer": help_footer()}
     else:
         cs.store(name="regions_schema", node=RegionsConf)
@@ -253,18 +266,24 @@ def _check_keys(cfg: Any, schema: type, app: str) -> None:
 
 
 def check_overrides(overrides: list[str]) -> None:
-    """Combinations of command-line overrides that would silently do less than they say."""
+    """Combinations of command-line overrides that would silently do less than they say: an experiment's
+    own targets and methods replace `target=`, `init=` and `regime=`."""
     keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides if "=" in o}
-    if keys.get("experiment", "none") != "none":
-        for group in ("target", "init", "regime"):
-            if group in keys:
-                raise ConfigError(
-                    f"experiment={keys['experiment']} trains its own targets and methods, so {group}={keys[group]} "
-                    "would be ignored: use experiment.targets=[...] / experiment.methods=[...], or drop experiment="
-                )
+    whole = keys.get("experiment", "none") != "none"
+    for group, replaced_by in (
+        ("target", "experiment.targets"),
+        ("init", "experiment.methods"),
+        ("regime", "experiment.methods"),
+    ):
+        by = f"experiment={keys['experiment']}" if whole else replaced_by if replaced_by in keys else None
+        if group in keys and by:
+            raise ConfigError(
+                f"{by} sets the {'targets' if group == 'target' else 'methods'} itself, so {group}={keys[group]} would "
+                f"be ignored: use {replaced_by}=[...] instead, or drop {by.split('=')[0]}="
+            )
 
 
-def error_line(e: Exception) -> str:
+def error_line(e: Exception, app: str = "train") -> str:
     """Hydra's and OmegaConf's composition errors in one line: the message that matters, without the search
     path or the advice to add a key with `+`."""
     import re
@@ -275,7 +294,7 @@ def error_line(e: Exception) -> str:
         return f"unknown {m[1]} {m[2]!r}; valid: {', '.join(options)}"
     cause = e.__cause__
     if m := re.search(r"Could not override '([^']+)'", text):
-        return f"unknown key {m[1]!r} (`compnet train --help` lists the keys)"
+        return f"unknown key {m[1]!r} (`compnet {app} --help` lists the keys)"
     if cause is not None and (m := re.search(r"Error merging override (\S+)", text)):
         return f"{m[1]}: {str(cause).splitlines()[0]}"
     return text.strip().splitlines()[0] if text.strip() else type(e).__name__
@@ -322,8 +341,6 @@ def _check_init(init: Any, clamped: bool = False) -> None:
     _check(0 < lo < 1 and 0 < hi < 1, f"init.peak_low={lo}, init.peak_high={hi}: peaks must lie in (0, 1)")
     _check(lo <= hi, f"init.peak_low={lo} > init.peak_high={hi}: need low <= high")
     if clamped:  # a peak drawn outside the clamp would be pretrained from the clamp's edge and never move
-        from compnet.model import PEAK_CLAMP  # late: torch is not needed to read a config
-
         a, b = PEAK_CLAMP
         _check(
             a <= lo and hi <= b,
@@ -349,4 +366,11 @@ def validate_regions(cfg: Any) -> None:
     _check(cfg.draws >= 1, f"draws={cfg.draws}: need draws >= 1")
     _check(cfg.lo < cfg.hi, f"lo={cfg.lo}, hi={cfg.hi}: need lo < hi")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
+    _check(len(cfg.inits) > 0, "inits=[]: name at least one init to count")
+    if cfg.from_run is not None:
+        from pathlib import Path
+
+        path = Path(cfg.from_run)
+        _check(path.exists(), f"from={path}: no such folder")
+        _check(path.is_dir(), f"from={path} is a file; give a run, experiment or sweep folder")
     _check_init(cfg.init)

@@ -17,6 +17,7 @@ RANDOM_INITS = ("kaiming", "rai", "raai")
 PEAK_INITS = ("manifold", "compositional")  # start from peaks a_1 … a_{d+1}
 INITS = RANDOM_INITS + PEAK_INITS
 REGIMES = ("auto", "direct", "pretrain")
+PEAK_CLAMP = (0.01, 0.99)  # model.peaks=clamp keeps pretrained peaks here (zero gradient outside)
 
 # one line each in `compnet train --help`
 INIT_HELP = {
@@ -47,6 +48,22 @@ METHODS: dict[str, Method] = {
     "no_pretraining": Method("manifold", "direct", "No pretraining"),
     "not_enforced": Method("compositional", "pretrain", "Differentiability not enforced"),
     "enforced": Method("manifold", "pretrain", "Differentiability enforced"),
+}
+
+
+# The paper's tables as experiments (`experiment=table1`): every cell of a table trained in one batch.
+# Registered as the config group `experiment` (config.register); a key of the whole config may be set too.
+_ALL = ["default", "raai", "no_pretraining", "not_enforced", "enforced"]
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "none": {"experiment": {"name": "none"}},  # a single configuration: `target` x (`init`, `regime`)
+    "table1": {"experiment": {"name": "table1", "targets": ["x3", "x11"], "methods": _ALL}},
+    "table2": {"experiment": {"name": "table2", "targets": ["sin", "tanh"], "methods": _ALL}},
+    # sparse data: 10 evenly spaced training points, 10 held-out points at cell centres
+    "table3": {
+        "experiment": {"name": "table3", "targets": ["x3", "x11", "sin", "tanh"], "methods": ["default", "enforced"]},
+        "points": 10,
+        "test_points": 10,
+    },
 }
 
 
@@ -85,6 +102,11 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.target}-{self.method}"
+
+
+def is_experiment(cfg: Any) -> bool:
+    """An experiment (a grid of targets × methods: a folder per cell and a table) or a single configuration."""
+    return bool(cfg.experiment.methods or cfg.experiment.targets)
 
 
 def plan(cfg: Any) -> list[Cell]:

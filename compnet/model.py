@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from compnet.methods import PEAK_CLAMP
+
 Layer = tuple[torch.Tensor, torch.Tensor]  # weight [T, out, in], bias [T, out]
-PEAK_CLAMP = (0.01, 0.99)  # model.peaks=clamp keeps pretrained peaks here (zero gradient outside)
 
 
 def layer_tensors(layers: list[Layer]) -> list[torch.Tensor]:

@@ -14,21 +14,20 @@ figures can be drawn from worker threads and nothing leaks between them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from compnet.methods import method_label
-from compnet.model import Shapes, forward
-from compnet.runs import read_summary
+from compnet.runs import FIGURES, STAGES, read_summary
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
-STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
+if TYPE_CHECKING:
+    import torch
 
 
 def _ranked(trials: pd.DataFrame) -> dict[str, int]:
@@ -43,12 +42,25 @@ def _title(summary: dict[str, Any]) -> str:
     return f"{method_label(summary['method'])} on {get_target(summary['target']).label}"
 
 
+def _network(weights: np.ndarray, depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Saved raw weights [T, P] as the layers of `model.forward`, in float64 (torch only for a run's own
+    figures: `compnet table` draws trials.png without it)."""
+    import torch
+
+    from compnet.model import Shapes
+
+    return Shapes(depth).split(torch.from_numpy(weights).double())
+
+
 def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
-    shapes = Shapes(summary["depth"])
+    import torch
+
+    from compnet.model import forward
+
     target = get_target(summary["target"])
     x = torch.linspace(0, 1, 1001, dtype=torch.float64)
     with torch.no_grad():
-        pred = forward(shapes.split(torch.from_numpy(weights["final"]).double()), x)
+        pred = forward(_network(weights["final"], summary["depth"]), x)
     y = target(x)
     fig = Figure(figsize=(7, 7), layout="tight")
     ax, ax_err = fig.subplots(2, 1, sharex=True)
@@ -79,16 +91,17 @@ def draw_loss(path: Path, summary: dict[str, Any], losses: Any) -> None:
 
 
 def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
+    import torch
+
     ranked = _ranked(trials)
     if not ranked:
         return
     t, depth = ranked["best"], summary["depth"]
-    shapes = Shapes(depth)
     x = torch.linspace(0, 1, 2001, dtype=torch.float64)
     fig = Figure(figsize=(2.6 * depth, 5), layout="tight")
     axes = fig.subplots(2, depth, squeeze=False, sharex=True)
     for row, key in enumerate(("start", "final")):
-        layers = shapes.split(torch.from_numpy(weights[key][t : t + 1]).double())
+        layers = _network(weights[key][t : t + 1], depth)
         with torch.no_grad():
             h = x.expand(1, 1, -1)
             for k, (w, b) in enumerate(layers[:-1]):
@@ -112,10 +125,11 @@ def draw_run(folder: Path, summary: dict[str, Any] | None = None) -> list[Path]:
     summary = read_summary(folder) if summary is None else summary
     trials = pd.read_csv(folder / "trials.csv")
     with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
-        draw_fit(folder / "fit.png", summary, trials, weights)
-        draw_loss(folder / "loss.png", summary, losses)
-        draw_layers(folder / "layers.png", summary, trials, weights)
-    return [folder / n for n in ("fit.png", "loss.png", "layers.png")]
+        fit, loss, layers = (folder / name for name in FIGURES)
+        draw_fit(fit, summary, trials, weights)
+        draw_loss(loss, summary, losses)
+        draw_layers(layers, summary, trials, weights)
+    return [folder / name for name in FIGURES]
 
 
 def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "mse") -> Path:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from compnet.model import PEAK_CLAMP, Shapes, closed_form, law_scales, to_sequential
+from compnet.methods import PEAK_CLAMP
+from compnet.model import Shapes, closed_form, law_scales, to_sequential
 
 
 def raw_loop(

@@ -39,9 +39,13 @@ if TYPE_CHECKING:  # reading a run folder needs no torch
     from compnet.experiment import CellResult
 
 SUMMARY = "summary.json"
+STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
+FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
+TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 STATS = ("min", "mean", "median", "max")
+REQUIRED = ("target", "method", "n_trials", "n_collapsed", "min_mse", "mean_mse")  # what a table reads
 
 
 @dataclass
@@ -83,7 +87,7 @@ def trials_frame(r: CellResult) -> pd.DataFrame:
 
 
 def _stats(values: pd.Series, name: str) -> dict[str, float]:
-    """min/mean/median/max over the finite values (diverged trials are counted apart)."""
+    """min/mean/median/max over the given values (the caller passes the trials that did not diverge)."""
     v = values[np.isfinite(values)]
     return {f"{k}_{name}": (float(getattr(v, k)()) if len(v) else math.nan) for k in STATS}
 
@@ -107,7 +111,7 @@ def settings_recorded(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache  # once per process: the source does not change under a running job
-def _source_commit() -> str | None:
+def source_commit() -> str | None:
     """The git commit compnet runs from (`+dirty` with uncommitted changes to tracked files), or None
     when it is not run from a git checkout (an installed wheel)."""
     import subprocess
@@ -133,7 +137,7 @@ def produced_by() -> dict[str, Any]:
 
     return {
         "compnet": __version__,
-        "commit": _source_commit(),
+        "commit": source_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "host": platform.node(),
@@ -152,7 +156,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "init": r.cell.init,
         "regime": r.cell.regime,
         "n_trials": len(trials),
-        **_stats(trials["mse"], "mse"),
+        **_stats(trials["mse"][finite], "mse"),
         "n_collapsed": int(trials["collapsed"].sum()),
         "n_diverged": int(trials["diverged"].sum()),
         "var_target": r.var_target,
@@ -160,9 +164,9 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "cells_in_batch": n_cells,
     }
     if "test_mse" in trials:
-        s |= _stats(trials["test_mse"], "test_mse")
+        s |= _stats(trials["test_mse"][finite], "test_mse")
     if "mse_pretrain" in trials:
-        s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"], "mse_pretrain")["mean_mse_pretrain"]
+        s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"][finite], "mse_pretrain")["mean_mse_pretrain"]
     for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
         s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
     s |= {
@@ -216,13 +220,41 @@ def _nulls(v: Any) -> Any:
     return v
 
 
-RESULT_FILES = ("summary.json", "trials.csv", "losses.npz", "weights.npz", "fit.png", "loss.png", "layers.png")
-RESULT_FILES += ("table.md", "table.tex", "table.csv", "trials.png", "paper_vs_ours.md")
+RESULT_FILES = (
+    SUMMARY,
+    "trials.csv",
+    "losses.npz",
+    "weights.npz",
+    *FIGURES,
+    *TABLE_FILES,
+    "trials.png",
+    "paper_vs_ours.md",
+)
+
+
+def _cells(folder: Path) -> list[Path]:
+    """An experiment's cell folders directly in `folder` (a run writes no deeper)."""
+    return [d for d in folder.iterdir() if (d / SUMMARY).is_file()] if folder.is_dir() else []
 
 
 def finished(folder: Path) -> bool:
-    """Whether `folder` (or a cell folder in it) holds a finished run."""
-    return folder.is_dir() and any(folder.rglob(SUMMARY))
+    """Whether `folder` holds a finished run: its own summary.json, or an experiment's cells."""
+    return (folder / SUMMARY).is_file() or bool(_cells(folder))
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse a run folder that cannot be made, before any work: try a scratch folder in its nearest
+    existing ancestor (permission bits do not tell, for root, or on /proc)."""
+    import os
+    import tempfile
+
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "a file is in the way")
+        os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as e:
+        raise ConfigError(f"{folder}: cannot create a folder in {existing} ({e.strerror})") from None
 
 
 def check_reusable(folder: Path, overwrite: bool) -> None:
@@ -234,10 +266,11 @@ def check_reusable(folder: Path, overwrite: bool) -> None:
 
 def clear(folder: Path) -> None:
     """Remove the results of an earlier run from `folder` (overwrite=true), so that none of its files or
-    cells mixes with the new run's; Hydra's own files and anything else are left alone."""
+    cells mixes with the new run's: its result files and its cell folders (one level down, as a run writes
+    them). Hydra's own files, deeper folders and anything else are left alone."""
     import shutil
 
-    for cell in [s.parent for s in folder.rglob(SUMMARY) if s.parent != folder]:
+    for cell in _cells(folder):
         shutil.rmtree(cell)
     for name in RESULT_FILES:
         (folder / name).unlink(missing_ok=True)
@@ -246,6 +279,8 @@ def clear(folder: Path) -> None:
 def read_summary(folder: Path) -> dict[str, Any]:
     """A cell's summary, statistics without a finite trial as NaN (null on disk), and its folder."""
     s = json.loads((folder / SUMMARY).read_text())
+    if lacking := [k for k in REQUIRED if k not in s]:
+        raise ValueError(f"lacks {', '.join(lacking)}")
     for k, v in s.items():
         if v is None and k.split("_", 1)[0] in STATS:
             s[k] = math.nan
@@ -269,13 +304,24 @@ def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
                 missing.append(f"{f} (unreadable: {type(e).__name__}: {e})")
         for h in sorted(path.rglob(".hydra")):
             job = h.parent
+            if _app_of(job) not in ("train", None):  # a `compnet regions` folder writes no summary
+                continue
             if not any(job.rglob(SUMMARY)):
                 missing.append(f"{job} (no summary.json: failed or interrupted)")
             else:
                 missing += _missing_cells(job)
         for plan_file in sorted(path.rglob("multirun.yaml")):
-            missing += _unstarted_jobs(plan_file)
+            if _app_of(plan_file.parent, plan_file) in ("train", None):
+                missing += _unstarted_jobs(plan_file)
     return summaries, missing
+
+
+def _app_of(job: Path, hydra_file: Path | None = None) -> str | None:
+    """The compnet app that made a Hydra folder (hydra.job.name), None when it cannot be told."""
+    try:
+        return str(OmegaConf.load(hydra_file or job / ".hydra" / "hydra.yaml").hydra.job.name)
+    except Exception:  # missing or damaged: count the folder as a training job
+        return None
 
 
 def _unstarted_jobs(plan_file: Path) -> list[str]:
@@ -286,12 +332,16 @@ def _unstarted_jobs(plan_file: Path) -> list[str]:
     try:
         task = OmegaConf.load(plan_file).hydra.overrides.task
         parsed = OverridesParser.create().parse_overrides(list(task))
-    except Exception as e:  # a foreign or damaged multirun.yaml: say so, do not guess
-        return [f"{plan_file} (unreadable sweep plan: {type(e).__name__})"]
-    choices = [
-        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
-        for o in parsed
-    ]
+        if len({o.get_key_element() for o in parsed}) < len(parsed):
+            raise ValueError("a key given twice")  # Hydra merges those; its job count is not the product
+        choices = [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in parsed
+        ]
+    except Exception as e:  # glob(), a repeated key, a damaged multirun.yaml: say so, do not guess
+        return [f"{plan_file} (cannot enumerate the sweep's planned jobs: {type(e).__name__}: {e})"]
     started = {d.name.split("-", 1)[0] for d in plan_file.parent.iterdir() if d.is_dir()}
     return [
         f"{plan_file.parent} job {n} ({', '.join(c for c, o in zip(job, parsed) if o.is_sweep_override())}): never started"
@@ -302,7 +352,10 @@ def _unstarted_jobs(plan_file: Path) -> list[str]:
 
 def _missing_cells(job: Path) -> list[str]:
     """Cells an experiment run planned (its .hydra/config.yaml) but did not write."""
-    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    try:
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    except Exception as e:  # damaged: the cells it holds are tabulated, what it planned is unknown
+        return [f"{job / '.hydra' / 'config.yaml'} (unreadable: {type(e).__name__})"]
     exp = cfg.get("experiment", {})
     if not exp.get("methods"):
         return []

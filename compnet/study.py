@@ -20,7 +20,8 @@ Three studies, one row of regions.csv per counted network:
 - trained: (`from=PATH`) every run folder under PATH and each stage its weights.npz holds (start, pretrained,
            final), one row per trial; only this study runs then.
 Draw i of every setting uses generator (seed, i), as trial i of `compnet train` does, so draw i here is trial
-i's starting network there. Weights are float64 so that the counts are exact. The figures are in
+i's starting network there. Untrained networks are built in float64, so that their counts are exact; saved
+runs hold float32 weights, counted at the float32 tolerance (`pieces.RTOL`). The figures are in
 `plots.py`, the command in `commands.py`.
 """
 
@@ -41,11 +42,11 @@ from compnet.init import generators, start_weights
 from compnet.methods import RANDOM_INITS
 from compnet.model import Layer, Shapes
 from compnet.pieces import count_batch
+from compnet.runs import STAGES
 
 log = logging.getLogger("compnet")
 
 COLUMNS = ["study", "init", "run", "stage", "depth", "width", "neurons", "draw", "pieces", "activation_regions"]
-STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 f64 = torch.float64
 
 

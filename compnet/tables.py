@@ -143,9 +143,6 @@ def mixed_provenance(summaries: list[dict[str, Any]]) -> list[str]:
     return warnings
 
 
-TABLE_FILES = ("table.md", "table.tex", "table.csv")
-
-
 def write_tables(folder: Path, df: pd.DataFrame, missing: list[str] = ()) -> str:
     md = to_markdown(df)
     if df.map(lambda v: "diverged" in str(v)).any().any():

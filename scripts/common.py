@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import shlex
-import subprocess
 import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
 
 import compnet
+from compnet.runs import source_commit
 
 # the console script of this interpreter's environment: `make bench` times the command a user runs
 COMPNET = str(Path(sys.executable).with_name("compnet"))
@@ -31,15 +31,7 @@ def train(folder: Path, *overrides: str) -> list[dict]:
     return run.summaries
 
 
-def commit() -> str:
-    p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-    ).stdout
-    return (p.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
-
-
 def provenance(target: str, extra: list[str]) -> str:
     """One line naming the date, the commit and the exact command, for the top of a generated table."""
     cmd = f"make {target}" + (f" ARGS={shlex.quote(' '.join(extra))}" if extra else "")
-    return f"Produced on {date.today()} at commit {commit()} by `{cmd}`."
+    return f"Produced on {date.today()} at commit {source_commit() or 'unknown'} by `{cmd}`."

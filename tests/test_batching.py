@@ -95,3 +95,34 @@ def test_a_stop_ends_every_worker_at_its_next_report(engine):
     finally:
         mp.undo()
     assert calls == [25, 50] and threading.active_count() < 5  # raised at its next report, not 100000 steps on
+
+
+def test_a_failing_slice_stops_the_others_at_once():
+    """An error in one worker surfaces within a report or two of the others, not after they finish."""
+    from compnet import batching
+
+    reports = []
+    original = batching.Progress.reporter
+
+    def reporter(self, i):
+        report = original(self, i)
+
+        def failing(step, loss, alive):
+            reports.append((i, step))
+            if i == 1:
+                raise ValueError("slice 1 broke")
+            report(step, loss, alive)
+
+        return failing
+
+    shapes, x = Shapes(2), train_grid(20)
+    y = get_target("x3")(x).expand(128, -1)
+    start = random_weights("kaiming", shapes, generators(0, 128))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(batching.Progress, "reporter", reporter)
+    try:
+        with pytest.raises(ValueError, match="slice 1 broke"):
+            train_raw(shapes, start, x, y, 100_000, 1e-3, workers=2)
+    finally:
+        mp.undo()
+    assert max(step for i, step in reports if i == 0) < 5000  # not 100,000 epochs: stopped when slice 1 failed

@@ -13,7 +13,8 @@ from test_cli import COMPNET
 import compnet
 from compnet import kernel
 from compnet.experiment import reparam_of, run
-from compnet.model import PEAK_CLAMP, Shapes, encode, forward, law_scales, to_sequential
+from compnet.methods import PEAK_CLAMP
+from compnet.model import Shapes, encode, forward, law_scales, to_sequential
 from compnet.reference import pretrain_loop, raw_loop
 from compnet.targets import get_target, train_grid
 from compnet.targets import test_grid as held_out_grid  # a test_* name would be collected

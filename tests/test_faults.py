@@ -33,8 +33,12 @@ def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProces
         (["trails=5"], "unknown key 'trails'"),
         (["lr=abc"], "lr=abc: Value 'abc'"),
         (["target=x4"], "unknown target 'x4'; valid: sin, tanh, x11, x2, x3"),
-        (["experiment=table1", "target=sin"], "experiment=table1 trains its own targets and methods, so target=sin"),
+        (
+            ["experiment=table1", "target=sin"],
+            "experiment=table1 sets the targets itself, so target=sin would be ignored",
+        ),
         (["experiment=table3", "init=kaiming"], "so init=kaiming would be ignored"),
+        (["experiment.methods=[enforced]", "init=kaiming"], "experiment.methods sets the methods itself"),
         (["hydra.run.dir=/proc/compnet-x"], "cannot create a folder in /proc"),
     ],
 )
@@ -134,16 +138,21 @@ def test_corrupt_files_are_skipped_and_named(tmp_path, capsys):
 @pytest.mark.slow
 def test_unwritable_and_wrong_paths_are_one_line(tmp_path):
     good, _ = _two_runs(tmp_path / "runs")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     for args, code, needle in (
         (["table", str(tmp_path / "runs"), "--out", "/proc/compnet-x"], 1, "cannot write to /proc/compnet-x"),
         (["table", str(good / "summary.json")], 2, "is a file; give run, experiment or sweep folders"),
         (["regions", f"from={good / 'trials.csv'}"], 2, "is a file; give a run, experiment or sweep folder"),
-        (["regions", f"from={tmp_path / 'nowhere'}"], 2, "no run with weights"),
+        (["regions", f"from={tmp_path / 'nowhere'}"], 2, "no such folder"),
+        (["regions", f"from={empty}"], 2, "no run with weights"),
+        (["regions", "inits=[]"], 2, "name at least one init"),
+        (["regions", "foo=1"], 2, "`compnet regions --help` lists the keys"),
     ):
         p = cli(tmp_path, *args)
         assert p.returncode == code and needle in p.stderr and "Traceback" not in p.stderr, (args, p.stderr[-1500:])
         assert len([line for line in p.stderr.splitlines() if "error" in line]) == 1
-    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("regions.csv"))
+    assert len(list(tmp_path.glob("outputs/*/*"))) == 1  # only the job that passed the pre-check made a folder
 
 
 def test_diverged_trials_show_in_the_table(tmp_path, capsys):

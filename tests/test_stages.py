@@ -6,7 +6,8 @@ import math
 import torch
 
 from compnet.init import generators, random_weights
-from compnet.model import PEAK_CLAMP, Reparam, Shapes, closed_form, law_scales
+from compnet.methods import PEAK_CLAMP
+from compnet.model import Reparam, Shapes, closed_form, law_scales
 from compnet.pieces import trial_pieces
 from compnet.reference import free_pretrain_loop, pretrain_loop, raw_loop
 from compnet.stages import pretrain, train_raw

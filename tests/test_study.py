@@ -116,7 +116,8 @@ def test_main_writes_the_csv_and_prints_the_tables(tmp_path, capsys):
 def _run_folder(folder, depth: int, weights: dict) -> None:
     folder.mkdir(parents=True)
     np.savez(folder / "weights.npz", **weights)
-    (folder / "summary.json").write_text(json.dumps({"depth": depth, "init": "manifold", "target": "x3"}))
+    summary = {"depth": depth, "init": "manifold", "target": "x3", "method": "enforced", "n_trials": 2}
+    (folder / "summary.json").write_text(json.dumps(summary | {"n_collapsed": 0, "min_mse": 1e-6, "mean_mse": 1e-5}))
 
 
 def test_from_run_counts_every_stored_stage_and_trial(tmp_path, capsys):
