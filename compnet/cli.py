@@ -115,14 +115,14 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
         return 0
     from omegaconf import open_dict
 
-    from compnet import api, config, runs
+    from compnet import api, commands, config, runs
 
     try:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
         run_dir = Path(cfg.hydra.run.dir)
         with open_dict(cfg):
             del cfg["hydra"]
-        (config.validate if cmd == "train" else config.validate_regions)(cfg)
+        commands.check(cfg, cmd)
         runs.check_writable(run_dir)
         if cmd == "train":  # before Hydra writes its .hydra/ over the finished run's
             runs.check_reusable(run_dir, cfg.overwrite)

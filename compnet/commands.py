@@ -27,10 +27,26 @@ from compnet.methods import is_experiment
 log = logging.getLogger("compnet")
 
 
+def check(cfg: Any, app: str) -> None:
+    """Everything that can refuse `compnet APP` before any work: the config's checks, and for training
+    whether the engine it insists on can run here."""
+    if app == "regions":
+        config.validate_regions(cfg)
+        return
+    config.validate(cfg)
+    if getattr(cfg.engine, "value", cfg.engine) == "fused":
+        from compnet import kernel
+
+        if why := kernel.unavailable():
+            raise config.ConfigError(
+                f"engine=fused: the kernel does not build here ({why}); use engine=auto or engine=torch"
+            )
+
+
 def train(cfg: Any, out: Path | None) -> Any:
     """Train the cells of `cfg`; write them under `out` (a run folder, or one folder per cell of an
     experiment) unless it is None. Returns a `runs.Run`."""
-    config.validate(cfg)
+    check(cfg, "train")
     from compnet import experiment, kernel, runs, tables
 
     if out is not None and runs.finished(out):
@@ -78,7 +94,7 @@ def train(cfg: Any, out: Path | None) -> Any:
 def regions(cfg: Any, out: Path | None) -> Any:
     """Count the networks `cfg` asks for; write regions.csv (and regions.png) into `out`. Returns the
     counts (pandas, one row per network) and the report printed by `regions_job`."""
-    config.validate_regions(cfg)
+    check(cfg, "regions")
     from compnet import study
 
     clock = time.perf_counter()

@@ -313,11 +313,6 @@ def validate(cfg: Any) -> None:
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
-    if Engine(cfg.engine) is Engine.fused:
-        from compnet.kernel import unavailable
-
-        why = unavailable()
-        _check(why is None, f"engine=fused: the kernel does not build here ({why}); use engine=auto or engine=torch")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
     if cfg.experiment.methods:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from compnet import kernel
-from compnet.config import ConfigError, validate
+from compnet.commands import check
+from compnet.config import ConfigError
 from compnet.init import generators, random_weights
 from compnet.model import Shapes, encode, forward, law_scales, layer_tensors
 from compnet.stages import mse
@@ -380,9 +381,9 @@ def test_without_a_compiler_auto_falls_back_and_fused_is_refused(no_compiler, co
     why = kernel.unavailable()
     assert why is not None and "no-such-cc" in why
     assert kernel.resolve("auto") == "torch" and kernel.resolve("torch") == "torch"
-    validate(cfg_for(engine="auto"))  # falls back: no error
+    check(cfg_for(engine="auto"), "train")  # falls back: no error
     with pytest.raises(ConfigError, match="engine=fused: the kernel does not build here.*no-such-cc"):
-        validate(cfg_for(engine="fused"))
+        check(cfg_for(engine="fused"), "train")
 
 
 def test_broken_source_is_reported_once_with_the_compilers_message(monkeypatch, tmp_path, fresh):
