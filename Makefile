@@ -7,7 +7,7 @@ COMPNET := $(BIN)/compnet
 ARGS ?=
 
 
-.PHONY: install lint format test test-fast table1 table2 table3 paper ablations readme regions bench clean
+.PHONY: install lint format test test-fast table1 table2 table3 paper ablations readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,9 @@ regions: install
 
 bench: install
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+bench-kernel: install
+	$(BIN)/python scripts/kernel_speed.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

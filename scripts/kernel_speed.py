@@ -1,7 +1,7 @@
 """Time the fused kernel per network step, side by side with an earlier kernel.c (default: before the
 fixed lanes and -ffp-contract=off), all builds in one process, repeats interleaved.
 
-    PYTHONPATH=$PWD python scripts/kernel_speed.py [--before REV] [--trials 300] [--repeats 15]
+    make bench-kernel     # or: python scripts/kernel_speed.py [--before REV] [--trials 300] [--repeats 15]
 
 One step: forward, MSE and backward of `trials` nets of depth 5, width 4 on 500 points (the raw-weight stage's
 call: gradients written into given tensors), one thread. Prints the median and quartiles over the repeats.
