@@ -7,7 +7,7 @@
 
 Heavy modules (torch, matplotlib, pandas) are imported only once a command needs them, so `compnet --help`
 and Hydra's own `--help`, `--cfg job` and tab completion answer at once. A bad value ends a single run with
-one line on stderr and exit code 2; in a sweep (`-m`) it fails that job and Hydra reports it.
+one line on stderr and exit code 2; in a sweep (`-m`) it fails that job in one line, and the sweep exits 1.
 """
 
 from __future__ import annotations

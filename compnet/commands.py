@@ -34,7 +34,7 @@ def check(cfg: Any, app: str) -> None:
         config.validate_regions(cfg)
         return
     config.validate(cfg)
-    if getattr(cfg.engine, "value", cfg.engine) == "fused":
+    if cfg.engine == "fused":  # a str enum: equal to its value
         from compnet import kernel
 
         if why := kernel.unavailable():
@@ -49,14 +49,13 @@ def train(cfg: Any, out: Path | None) -> Any:
     check(cfg, "train")
     from compnet import experiment, kernel, runs, tables
 
-    if out is not None and runs.finished(out):
-        if not cfg.overwrite:
-            raise config.ConfigError(
-                f"{out} already holds a finished run; choose another folder or pass overwrite=true"
-            )
-        runs.clear(out)
+    if out is not None:  # refused before any work, as the command line's pre-check does
+        runs.check_writable(out)
+        runs.check_reusable(out, cfg.overwrite)
+        if cfg.overwrite:
+            runs.clear(out)
     if cfg.engine == "auto" and (why := kernel.unavailable()):
-        log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 ≈2.8× slower): %s", why)
+        log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 2.3–3× slower): %s", why)
     results, wall = experiment.run(cfg)
     single = not is_experiment(cfg)
     cells = []
@@ -100,9 +99,7 @@ def regions(cfg: Any, out: Path | None) -> Any:
     clock = time.perf_counter()
     trained = cfg.from_run is not None
     if trained:
-        path = Path(cfg.from_run)
-        if path.is_file():
-            raise NotADirectoryError(f"from={path} is a file; give a run, experiment or sweep folder")
+        path = Path(cfg.from_run)  # a folder: check() refused anything else
         frame = study.run_rows(path, cfg.lo, cfg.hi)
         if frame.empty:
             raise FileNotFoundError(f"no run with weights (summary.json, weights.npz) under {path}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -143,19 +144,19 @@ class RegionsConf:
     plots: bool = opt(True, inert=True)
 
 
-def _fields(schema: type, prefix: str = ""):
-    """(dotted key, field) of every leaf of a schema."""
+def _fields(schema: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """(dotted key, field, default) of every leaf of a schema."""
     for f in dataclasses.fields(schema):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             yield from _fields(type(default), f"{prefix}{f.name}.")
         else:
-            yield f"{prefix}{f.name}", f
+            yield f"{prefix}{f.name}", f, default
 
 
 def setting_keys() -> list[str]:
     """Every key of `compnet train` that can change a cell's numbers (the schema's non-inert leaves)."""
-    return [key for key, f in _fields(TrainConf) if not f.metadata.get("inert")]
+    return [key for key, f, _ in _fields(TrainConf) if not f.metadata.get("inert")]
 
 
 def _line(option: str, help: str) -> str:
@@ -165,10 +166,9 @@ def _line(option: str, help: str) -> str:
 def _keys_help(schema: type) -> list[str]:
     """One line per key of a schema: key=default and its help."""
     lines = ["Keys (key=default):"]
-    for key, f in _fields(schema):
+    for key, f, default in _fields(schema):
         if key.endswith(".name") or key.startswith("experiment."):
             continue
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         default = getattr(default, "value", default)
         # YAML spelling (null, true); an interpolation ${epochs} as <epochs> (Hydra's help would resolve it)
         if isinstance(default, list):
@@ -248,7 +248,7 @@ def _one_of(what: str, value: str, valid) -> None:
 def _check_keys(cfg: Any, schema: type, app: str) -> None:
     """Refuse keys the schema does not know, however they were added (`+device=cuda`): silently ignored,
     they would only make the user believe they had an effect."""
-    known = {key for key, _ in _fields(schema)}
+    known = {key for key, _, _ in _fields(schema)}
     prefixes = {key.rsplit(".", 1)[0] for key in known if "." in key}
 
     def walk(node: Any, prefix: str) -> list[str]:

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from compnet.methods import method_label
-from compnet.runs import FIGURES, STAGES, read_summary
+from compnet.runs import FIGURES, STAGES, read_summary, settings_recorded
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
@@ -67,7 +67,7 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
     target = get_target(summary["target"])
     x = torch.linspace(0, 1, 1001, dtype=torch.float64)
     with torch.no_grad():
-        pred = forward(_network(weights["final"], summary["depth"]), x)
+        pred = forward(_network(weights["final"], settings_recorded(summary)["depth"]), x)
     y = target(x)
     fig = Figure(figsize=(7, 7))
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
@@ -103,7 +103,7 @@ def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weigh
     ranked = _ranked(trials)
     if not ranked:
         return
-    t, depth = ranked["best"], summary["depth"]
+    t, depth = ranked["best"], settings_recorded(summary)["depth"]
     x = torch.linspace(0, 1, 2001, dtype=torch.float64)
     fig = Figure(figsize=(2.6 * depth, 5))
     margins = _margins(2.6 * depth, 5, left=0.8, top=0.75, hspace=0.3, wspace=0.25)

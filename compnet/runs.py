@@ -100,9 +100,10 @@ def settings_of(cfg: Any, engine: str) -> dict[str, Any]:
 
 
 def settings_recorded(summary: dict[str, Any]) -> dict[str, Any]:
-    """A summary's settings, flat. Summaries written before `settings` held every setting (before 0.2)
-    kept depth, seed, lr, points and test_points at the top level and the epochs apart: read them under
-    today's names, so that old and new runs compare by what both record."""
+    """A summary's settings, flat: what readers use (`settings_recorded(s)["depth"]`). Summaries written
+    before `settings` held every setting (before 0.2) kept depth, seed, lr, points and test_points at the top
+    level and the epochs apart: read them under today's names, so that old and new runs compare by what both
+    record."""
     settings = dict(summary.get("settings", {}))
     if "lr" not in settings:
         settings |= {k: summary[k] for k in ("depth", "seed", "lr", "points", "test_points") if k in summary}
@@ -169,17 +170,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"][finite], "mse_pretrain")["mean_mse_pretrain"]
     for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
         s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
-    s |= {
-        "depth": cfg.depth,
-        "seed": cfg.seed,
-        "lr": cfg.lr,
-        "points": cfg.points,
-        "test_points": cfg.test_points,
-        "epochs": {k: cfg.regime[k] for k in ("pretrain_epochs", "finetune_epochs", "direct_epochs")},
-        "settings": settings_of(cfg, r.engine),
-        "produced_by": produced_by(),
-    }
-    return s
+    return s | {"settings": settings_of(cfg, r.engine), "produced_by": produced_by()}
 
 
 def write_cell(folder: Path, r: CellResult, trials: pd.DataFrame, summary: dict[str, Any], draw: bool = False) -> None:

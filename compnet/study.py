@@ -80,7 +80,7 @@ def init_rows(cfg: Any) -> pd.DataFrame:
 def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
     """Counts of every trial and stored stage of every run folder under `path` (the run's name is its
     folder relative to `path`). Trials with non-finite weights (diverged) are left out."""
-    from compnet.runs import find_runs
+    from compnet.runs import find_runs, settings_recorded
 
     rows = []
     for summary in find_runs([path])[0]:
@@ -89,7 +89,7 @@ def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
         if not (folder / "weights.npz").is_file():
             log.warning("%s: no weights.npz, skipped", folder)
             continue
-        init, depth = summary.get("init", ""), summary["depth"]
+        init, depth = summary.get("init", ""), settings_recorded(summary)["depth"]
         try:
             with np.load(folder / "weights.npz") as npz:
                 weights = {stage: npz[stage] for stage in STAGES if stage in npz}

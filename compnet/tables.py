@@ -22,7 +22,7 @@ from compnet.targets import target_order
 
 def metric_of(summaries: list[dict[str, Any]]) -> str:
     """Test MSE where every run has held-out points (the sparse table), else the final training MSE."""
-    return "test_mse" if summaries and all(s.get("test_points", 0) for s in summaries) else "mse"
+    return "test_mse" if summaries and all(settings_recorded(s).get("test_points") for s in summaries) else "mse"
 
 
 def variants(summaries: list[dict[str, Any]]) -> list[str]:

@@ -163,7 +163,7 @@ def test_experiment_runs_all_cells_in_one_job(tmp_path):
     cells = sorted(d.name for d in run.iterdir() if (d / "summary.json").is_file())
     assert cells == sorted(f"{t}-{m}" for t in ("x3", "x11", "sin", "tanh") for m in ("default", "enforced"))
     s = json.loads((run / "x3-enforced" / "summary.json").read_text())
-    assert s["test_points"] == 10 and "min_test_mse" in s
+    assert s["settings"]["test_points"] == 10 and "min_test_mse" in s
     assert "tanh Min" in p.stdout
 
 

@@ -1,6 +1,7 @@
 """When things go wrong: bad values and paths refused in one line before any folder is made, interrupted
 runs and sweeps that keep what finished and name what did not, corrupt files skipped and named."""
 
+import functools
 import json
 import os
 import signal
@@ -9,17 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import COMPNET
+from test_cli import COMPNET, compnet
 
-import compnet
+import compnet as compnet_api
 from compnet import commands
 from compnet.config import ConfigError
 
 TINY = ["trials=2", "epochs=3", "points=20", "plots=false"]
-
-
-def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([COMPNET, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+cli = functools.partial(compnet, ok=False)  # the installed command in a folder; these runs may fail
 
 
 @pytest.mark.slow
@@ -51,14 +49,17 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
 
 
 def test_a_finished_run_folder_is_not_reused_unless_asked(tmp_path):
-    compnet.train("experiment=table1", "experiment.methods=[default]", *TINY, out=tmp_path)
+    compnet_api.train("experiment=table1", "experiment.methods=[default]", *TINY, out=tmp_path)
     with pytest.raises(ConfigError, match="already holds a finished run"):
-        compnet.train(*TINY, out=tmp_path)
+        compnet_api.train(*TINY, out=tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
-    compnet.train(*TINY, "overwrite=true", out=tmp_path)  # a single run where an experiment was
+    compnet_api.train(*TINY, "overwrite=true", out=tmp_path)  # a single run where an experiment was
     assert not (tmp_path / "x3-default").exists() and not (tmp_path / "table.md").exists()
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "notes.txt").read_text() == "mine"
-    assert len(compnet.load_run(tmp_path).summaries) == 1
+    assert len(compnet_api.load_run(tmp_path).summaries) == 1
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="cannot create a folder"):  # refused before training, not after
+        compnet_api.train(*TINY, out=tmp_path / "afile" / "run")
 
 
 def _interrupt(cmd: list[str], cwd: Path, after: float, finished: int = 0) -> subprocess.CompletedProcess:
@@ -111,8 +112,8 @@ def test_interrupted_sweep_keeps_what_finished_and_table_names_the_rest(tmp_path
 
 def _two_runs(root: Path) -> tuple[Path, Path]:
     good, bad = root / "0-good", root / "1-bad"
-    compnet.train(*TINY[:-1], "plots=true", out=good)
-    compnet.train("target=x11", *TINY, out=bad)
+    compnet_api.train(*TINY[:-1], "plots=true", out=good)
+    compnet_api.train("target=x11", *TINY, out=bad)
     return good, bad
 
 
@@ -124,14 +125,14 @@ def test_corrupt_files_are_skipped_and_named(tmp_path, capsys):
     assert "Differentiability enforced" in out and "x11" not in out.split("Missing")[0]
     assert f"{bad / 'summary.json'} (unreadable: JSONDecodeError" in err
 
-    (bad / "summary.json").write_text(json.dumps(compnet.load_run(good).summaries[0]))
+    (bad / "summary.json").write_text(json.dumps(compnet_api.load_run(good).summaries[0]))
     with open(bad / "weights.npz", "r+b") as f:  # truncated
         f.truncate(100)
     (bad / "losses.npz").write_bytes(b"not a zip")
     assert commands.plot([tmp_path]) == 0
     out, err = capsys.readouterr()
     assert str(good / "fit.png") in out and f"skipped {bad}: unreadable" in err
-    frame, _ = commands.regions(compnet.compose(f"from_run={tmp_path}", "plots=false", command="regions"), None)
+    frame, _ = commands.regions(compnet_api.compose(f"from_run={tmp_path}", "plots=false", command="regions"), None)
     assert set(frame.run) == {"0-good"}
 
 
@@ -156,8 +157,8 @@ def test_unwritable_and_wrong_paths_are_one_line(tmp_path):
 
 
 def test_diverged_trials_show_in_the_table(tmp_path, capsys):
-    compnet.train("init=kaiming", "lr=1e30", *TINY, out=tmp_path / "blown")
-    compnet.train(*TINY, out=tmp_path / "fine")
+    compnet_api.train("init=kaiming", "lr=1e30", *TINY, out=tmp_path / "blown")
+    compnet_api.train(*TINY, out=tmp_path / "fine")
     assert commands.table([tmp_path], plot=False) == 0
     md = (tmp_path / "table.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| Default network"))
@@ -169,12 +170,13 @@ def test_diverged_trials_show_in_the_table(tmp_path, capsys):
 def test_regions_help_and_completion_offer_only_its_own_keys(tmp_path):
     help_text = cli(tmp_path, "regions", "--help").stdout
     assert "draws=50" in help_text and "target=" not in help_text and "experiment" not in help_text
-    line = "compnet regions ta"
-    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
-    p = subprocess.run(
-        [COMPNET, "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert "target=" not in p.stdout
+    for typed, train_only in (("ta", "target="), ("ex", "experiment="), ("in", "init=")):
+        line = f"compnet regions {typed}"
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        query = [COMPNET, "-sc", "query=bash"]
+        p = subprocess.run(query, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert train_only not in p.stdout.split(), (typed, p.stdout)
+    assert "inits." in p.stdout.split()  # its own key is offered (a list: Hydra completes `inits.`)
 
 
 @pytest.mark.slow

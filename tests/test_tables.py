@@ -30,7 +30,6 @@ def summary(method: str, target: str, mean: float, **settings) -> dict:
         "mean_mse": mean,
         "n_collapsed": 1,
         "n_trials": 30,
-        "test_points": 0,
         "settings": SETTINGS | {k.replace("__", "."): v for k, v in settings.items()},
     }
 
