@@ -44,8 +44,8 @@ from compnet.model import Layer, layer_pairs, layer_tensors
 
 SOURCE = Path(__file__).with_name("kernel.c")
 # -ffp-contract=off: whether the compiler fuses w*h + z into an FMA (one rounding instead of two) depends on the
-# target and the compiler, and where a pre-activation is 0 up to rounding it decides the ReLU's mask (encoded
-# networks with dyadic peaks on a dyadic grid: gradients up to 1e-2 apart)
+# target and the compiler, so the same source would round differently on different machines; where a
+# pre-activation is 0 up to rounding that even decides the ReLU's mask
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=gnu11"]
 _FN = {torch.float32: "mlp_mse_f32", torch.float64: "mlp_mse_f64"}
 
@@ -55,22 +55,28 @@ class KernelUnavailable(RuntimeError):
 
 
 @functools.cache
-def _cpu_model() -> str | None:
+def _cpuinfo() -> list[str] | None:
+    """/proc/cpuinfo's lines, or None where Linux does not tell."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    info = _cpuinfo()
+    if info is None:
         return platform.processor() or None
-    return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None)
+    return next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), None)
 
 
 def _cpu() -> str:
     """What -march=native depends on: the CPU's model and feature flags where Linux tells them (elsewhere
     the host's name too, so that a cache shared between machines never mixes their builds)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    info = _cpuinfo()
+    if info is None:
         return platform.machine() + platform.processor() + platform.node()
-    return "".join(sorted({ln for ln in info.splitlines() if ln.startswith(("model name", "flags", "Features"))}))
+    return "".join(sorted({ln for ln in info if ln.startswith(("model name", "flags", "Features"))}))
 
 
 def _cache_dir() -> Path:
@@ -129,25 +135,12 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
     except OSError as e:  # an unwritable or full cache, a broken file
         raise KernelUnavailable(f"could not build or load {paths[0]}: {e}") from None
     i64, ptr, ptrs = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+    i64s = ctypes.POINTER(i64)
     for name in _FN.values():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        fn.argtypes = [
-            i64,
-            i64,
-            i64,
-            ctypes.POINTER(i64),
-            ptrs,
-            ctypes.POINTER(i64),
-            ptrs,
-            ctypes.POINTER(i64),
-            ptr,
-            ptr,
-            i64,
-            ptr,
-            ptrs,
-            ptrs,
-        ]
+        # T, N, L, dims, weights, their strides, biases, their strides, x, y, y's stride, loss, dW, db
+        fn.argtypes = [i64, i64, i64, i64s, ptrs, i64s, ptrs, i64s, ptr, ptr, i64, ptr, ptrs, ptrs]
         getattr(lib, f"{name}_lanes").restype = i64
     return _Built(lib, cc, version, tries[built], paths[built])
 
