@@ -1,25 +1,39 @@
-"""Put the newest `make paper` and `make ablations` results into README.md, between its markers.
+"""Put the newest generated tables and figures into README.md, between its markers.
 
-    make readme           # after make paper and make ablations
+    make readme           # after make paper, make ablations (and the other targets below)
 
-The README then shows the tables exactly as the scripts wrote them, with the date, commit and command
-they name; the prose around the markers is not touched, so re-read it against the new numbers.
+Each block names the file a `make` target writes (outputs/<date>/<time>-<kind>/...) and the figures beside it;
+the newest one goes between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, its figures into docs/figures/, so
+the README shows them exactly as the scripts wrote them, with the date, commit and command they name. A block
+whose target has not run is left as it is (and named); the prose around the markers is not touched, so re-read
+it against the new numbers.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-BLOCKS = {"paper": "*/*-paper/tables.md", "ablations": "*/*-ablations/ablations.md"}
+
+class Block(NamedTuple):
+    pattern: str  # under outputs/
+    command: str  # what writes it
+    figures: tuple[str, ...] = ()  # beside it, copied to docs/figures/
 
 
-def newest(name: str, outputs: Path) -> Path:
-    found = sorted(outputs.glob(BLOCKS[name]))  # outputs/<date>/<time>-kind: the names sort by time
-    if not found:
-        sys.exit(f"readme: no outputs/{BLOCKS[name]}: run `make {name}` first")
-    return found[-1]
+BLOCKS = {
+    "paper": Block("*/*-paper/tables.md", "make paper"),
+    "ablations": Block("*/*-ablations/ablations.md", "make ablations"),
+}
+FIGURES = Path("docs/figures")
+
+
+def newest(name: str, outputs: Path) -> Path | None:
+    found = sorted(outputs.glob(BLOCKS[name].pattern))  # outputs/<date>/<time>-kind: the names sort by time
+    return found[-1] if found else None
 
 
 def block(text: str) -> str:
@@ -38,11 +52,20 @@ def splice(readme: str, name: str, body: str) -> str:
 
 def main() -> None:
     path, outputs = Path("README.md"), Path("outputs")
-    readme = path.read_text()
-    for name in BLOCKS:
+    readme, done = path.read_text(), 0
+    for name, spec in BLOCKS.items():
         source = newest(name, outputs)
+        if source is None:
+            print(f"README.md: {name} left as it was (no outputs/{spec.pattern}: run `{spec.command}`)")
+            continue
         readme = splice(readme, name, block(source.read_text()))
-        print(f"README.md <- {source}")
+        for figure in spec.figures:
+            FIGURES.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.parent / figure, FIGURES / figure)
+        print(f"README.md <- {source}" + "".join(f", {FIGURES / f}" for f in spec.figures))
+        done += 1
+    if not done:
+        sys.exit("readme: nothing to put in: run " + ", ".join(f"`{b.command}`" for b in BLOCKS.values()) + " first")
     path.write_text(readme)
 
 

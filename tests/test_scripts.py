@@ -58,8 +58,22 @@ def test_newest_results_replace_only_the_marked_blocks(tmp_path: Path):
     assert text.startswith("# compnet\nintro\n") and "prose that stays" in text and text.endswith("tail\n")
 
 
-def test_missing_markers_or_results_stop_with_a_message(tmp_path: Path):
+def test_missing_markers_or_results_stop_with_a_message(tmp_path: Path, monkeypatch):
     with pytest.raises(SystemExit, match="markers"):
         readme.splice("no markers here", "paper", "x")
-    with pytest.raises(SystemExit, match="make paper"):
-        readme.newest("paper", tmp_path)
+    assert readme.newest("paper", tmp_path) is None
+    _write(tmp_path / "README.md", README)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="make paper"):  # nothing at all to put in
+        readme.main()
+    assert (tmp_path / "README.md").read_text() == README
+
+
+def test_a_block_not_yet_generated_is_left_as_it_was(tmp_path: Path, monkeypatch, capsys):
+    _write(tmp_path / "README.md", README)
+    _write(tmp_path / "outputs" / "d" / "10-00-00-000000-ablations" / "ablations.md", "# A\n\nNEW\n")
+    monkeypatch.chdir(tmp_path)
+    readme.main()
+    text = (tmp_path / "README.md").read_text()
+    assert "old paper table" in text and "NEW" in text and "old ablations" not in text
+    assert "run `make paper`" in capsys.readouterr().out
