@@ -7,7 +7,7 @@ COMPNET := $(BIN)/compnet
 ARGS ?=
 
 
-.PHONY: install lint format test test-fast table1 table2 table3 paper ablations readme regions bench bench-kernel clean
+.PHONY: install lint format test test-fast table1 table2 table3 depth paper ablations readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -30,7 +30,7 @@ test: install
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
-table1 table2 table3: install
+table1 table2 table3 depth: install
 	$(COMPNET) train experiment=$@ $(ARGS)
 
 paper: install

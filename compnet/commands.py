@@ -87,6 +87,10 @@ def train(cfg: Any, out: Path | None) -> Any:
             from compnet import plots
 
             plots.draw_trials(out, run.summaries, metric)
+        if cfg.experiment.depths:
+            from compnet import depth
+
+            depth.write(out, run.summaries, cfg.plots)
     return run
 
 

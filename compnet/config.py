@@ -102,6 +102,7 @@ class ExperimentConf:
     name: str = opt(MISSING, "none, or a table of the paper", inert=True)
     targets: list[str] = opt(help="empty: just `target`", inert=True, factory=list)
     methods: list[str] = opt(help="empty: just `init` + `regime`", inert=True, factory=list)
+    depths: list[int] = opt(help="empty: just `depth`", inert=True, factory=list)
 
 
 @dataclass
@@ -267,18 +268,20 @@ def _check_keys(cfg: Any, schema: type, app: str) -> None:
 
 def check_overrides(overrides: list[str]) -> None:
     """Combinations of command-line overrides that would silently do less than they say: an experiment's
-    own targets and methods replace `target=`, `init=` and `regime=`."""
+    own targets, methods and depths replace `target=`, `init=`, `regime=` and `depth=`."""
     keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides if "=" in o}
-    whole = keys.get("experiment", "none") != "none"
+    named = EXPERIMENTS.get(keys.get("experiment", "none"), {}).get("experiment", {})
     for group, replaced_by in (
         ("target", "experiment.targets"),
         ("init", "experiment.methods"),
         ("regime", "experiment.methods"),
+        ("depth", "experiment.depths"),
     ):
-        by = f"experiment={keys['experiment']}" if whole else replaced_by if replaced_by in keys else None
+        listed = replaced_by.split(".")[1]
+        by = replaced_by if replaced_by in keys else f"experiment={keys['experiment']}" if named.get(listed) else None
         if group in keys and by:
             raise ConfigError(
-                f"{by} sets the {'targets' if group == 'target' else 'methods'} itself, so {group}={keys[group]} would "
+                f"{by} sets the {listed} itself, so {group}={keys[group]} would "
                 f"be ignored: use {replaced_by}=[...] instead, or drop {by.split('=')[0]}="
             )
 
@@ -304,6 +307,9 @@ def validate(cfg: Any) -> None:
     """Refuse impossible settings before any work starts (one line each)."""
     _check_keys(cfg, TrainConf, "train")
     _check(cfg.depth >= 1, f"depth={cfg.depth}: the network needs depth >= 1 hidden layer")
+    depths = list(cfg.experiment.depths)
+    _check(all(d >= 1 for d in depths), f"experiment.depths={depths}: every depth must be >= 1")
+    _check(len(set(depths)) == len(depths), f"experiment.depths={depths}: a depth is listed twice")
     _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
     _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
     _check(cfg.test_points >= 0, f"test_points={cfg.test_points}: need test_points >= 0")

@@ -109,13 +109,29 @@ def _slices(n_cells: int, T: int):
     return [slice(j * T, (j + 1) * T) for j in range(n_cells)]
 
 
+def at_depth(cfg: Any, depth: int | None) -> Any:
+    """The configuration of an experiment's cells at one of its depths (`experiment.depths`)."""
+    from omegaconf import OmegaConf
+
+    return cfg if depth is None else OmegaConf.merge(cfg, {"depth": depth})
+
+
 def run(cfg: Any) -> tuple[list[CellResult], float]:
-    """Train every cell of the configuration; returns the results and the training wall time (s)."""
+    """Train every cell of the configuration, one batch per depth; returns the results and the training wall
+    time (s)."""
+    cells, results, seconds = plan(cfg), [], 0.0
+    for depth in dict.fromkeys(c.depth for c in cells):
+        done, wall = _run_batch(at_depth(cfg, depth), [c for c in cells if c.depth == depth])
+        results, seconds = results + done, seconds + wall
+    return results, seconds
+
+
+def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
+    """Train cells of one depth together."""
     workers = cfg.workers or workers_default()
     fused = kernel.resolve(_value(cfg.engine)) == "fused"
     T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
     x = train_grid(cfg.points, getattr(torch, _value(cfg.dtype)))
-    cells = plan(cfg)
     starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
     clock = Stopwatch()
 

@@ -3,7 +3,8 @@
 A method is an (initialisation, regime) pair, a row of the paper's Tables 1–3 (docs/method.md §4, §6):
 random inits train their raw weights directly; peak inits (manifold, compositional) may first pretrain
 their peaks and scales through the encoding. A cell is one (target, method) pair with `trials` trials: one
-row-and-column entry of a table. `plan` turns a configuration into its cells.
+row-and-column entry of a table; an experiment over depths (`experiment=depth`) has one per depth too.
+`plan` turns a configuration into its cells.
 
 Nothing here imports torch or Hydra: the command line reads these tables to register its config groups.
 """
@@ -64,6 +65,15 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         "points": 10,
         "test_points": 10,
     },
+    # error against depth (docs/method.md §9): no pretraining beside it, so that the law alone is measured too
+    "depth": {
+        "experiment": {
+            "name": "depth",
+            "targets": ["x2", "x3", "x11"],
+            "methods": ["default", "raai", "no_pretraining", "enforced"],
+            "depths": list(range(1, 13)),
+        }
+    },
 }
 
 
@@ -98,23 +108,31 @@ class Cell:
     method: str
     init: str
     regime: str  # direct | pretrain
+    depth: int | None = None  # set where the experiment runs several depths (`experiment.depths`)
 
     @property
     def name(self) -> str:
-        return f"{self.target}-{self.method}"
+        """The cell's folder in an experiment's run folder."""
+        return cell_name(self.target, self.method, self.depth)
+
+
+def cell_name(target: str, method: str, depth: int | None = None) -> str:
+    return f"{target}-{method}" + ("" if depth is None else f"-d{depth:02d}")
 
 
 def is_experiment(cfg: Any) -> bool:
-    """An experiment (a grid of targets × methods: a folder per cell and a table) or a single configuration."""
-    return bool(cfg.experiment.methods or cfg.experiment.targets)
+    """An experiment (a grid of targets × methods × depths: a folder per cell and a table) or a single
+    configuration."""
+    return bool(cfg.experiment.methods or cfg.experiment.targets or cfg.experiment.depths)
 
 
 def plan(cfg: Any) -> list[Cell]:
-    """The cells a configuration trains: every target × every method (or its one init + regime)."""
+    """The cells a configuration trains: every depth × target × method (or its one depth, target, init + regime)."""
     targets = list(cfg.experiment.targets) or [cfg.target.name]
     if cfg.experiment.methods:
         methods = [(m, METHODS[m].init, METHODS[m].regime) for m in cfg.experiment.methods]
     else:
         init, regime = cfg.init.name, resolve_regime(cfg.init.name, cfg.regime.name)
         methods = [(method_of(init, regime), init, regime)]
-    return [Cell(t, m, i, r) for t in targets for m, i, r in methods]
+    depths = list(cfg.experiment.depths) or [None]
+    return [Cell(t, m, i, r, d) for d in depths for t in targets for m, i, r in methods]

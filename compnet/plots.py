@@ -5,7 +5,8 @@
 - layers.png   each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
                end (the paper's Figures 5–6): does the triangle structure survive, which layers are wasted;
 - trials.png   (tables) final MSE of every trial per method and target, one dot per trial;
-- regions.png  (`compnet regions`) pieces versus depth and per neuron versus width, or of saved networks.
+- regions.png  (`compnet regions`) pieces versus depth and per neuron versus width, or of saved networks;
+- depth.png    (`experiment=depth`) median and min final MSE against depth per method and target.
 
 Matplotlib's object-oriented API throughout: a `Figure` per file, no pyplot and no global state, so
 figures can be drawn from worker threads and nothing leaks between them.
@@ -21,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from compnet.methods import method_label
+from compnet.methods import method_label, method_order
 from compnet.runs import FIGURES, STAGES, read_summary, settings_recorded
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
@@ -233,3 +234,35 @@ def draw_region_runs(frame: pd.DataFrame, path: Path, lo: float, hi: float) -> N
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.suptitle(f"linear pieces of saved networks on [{lo:g}, {hi:g}], every trial")
     fig.savefig(path, dpi=120)
+
+
+def draw_depth(df: pd.DataFrame, path: Path, points: int) -> Path:
+    """Median (solid) and min (dashed) final MSE against depth per method, one panel per target (log y), with
+    the 4^−d slope through the first median of the lowest curve, and on x² Yarotsky's interpolant (depth.py)."""
+    from compnet.depth import yarotsky_mse
+
+    targets = sorted(df.target.unique(), key=target_order)
+    fig = Figure(figsize=(4.2 * len(targets), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(targets), squeeze=False, sharey=True)[0]
+    depths = np.array(sorted(df.depth.unique()))
+    for ax, target in zip(axes, targets):
+        g = df[df.target == target]
+        for i, (method, m) in enumerate(sorted(g.groupby("method"), key=lambda kv: method_order(kv[0]))):
+            color = f"C{i}"
+            ax.plot(m.depth, m["median"], "o-", color=color, ms=3, label=method_label(method))
+            ax.plot(m.depth, m["min"], "--", color=color, lw=0.9)
+        anchor = g[g.depth == depths[0]]["median"].min()
+        ax.plot(depths, anchor * 4.0 ** -(depths - depths[0]), ":", color="grey", label="$4^{-d}$ slope")
+        if target == "x2":
+            ax.plot(
+                depths, [yarotsky_mse(int(d), points) for d in depths], "k-", lw=1.4, label="Yarotsky x² ($2^d$ pieces)"
+            )
+        ax.set_yscale("log")
+        ax.set_title(get_target(target).label)
+        ax.set_xlabel("depth (hidden layers of width 4)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("final MSE: median (solid), min (dashed)")
+    fig.savefig(path, dpi=120)
+    return path

@@ -32,7 +32,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from compnet.config import ConfigError, setting_keys
-from compnet.methods import method_label, method_order
+from compnet.methods import cell_name, method_label, method_order
 from compnet.targets import target_order
 
 if TYPE_CHECKING:  # reading a run folder needs no torch
@@ -170,7 +170,8 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"][finite], "mse_pretrain")["mean_mse_pretrain"]
     for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
         s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
-    return s | {"settings": settings_of(cfg, r.engine), "produced_by": produced_by()}
+    settings = settings_of(cfg, r.engine) | ({} if r.cell.depth is None else {"depth": r.cell.depth})
+    return s | {"settings": settings, "produced_by": produced_by()}
 
 
 def write_cell(folder: Path, r: CellResult, trials: pd.DataFrame, summary: dict[str, Any], draw: bool = False) -> None:
@@ -350,12 +351,13 @@ def _missing_cells(job: Path) -> list[str]:
     exp = cfg.get("experiment", {})
     if not exp.get("methods"):
         return []
-    return [
-        f"{job / f'{t}-{m}'} (planned by the experiment, not written)"
+    names = [
+        cell_name(t, m, d)
+        for d in exp.get("depths") or [None]
         for t in exp.get("targets") or [cfg.target.name]
         for m in exp.methods
-        if not (job / f"{t}-{m}" / SUMMARY).exists()
     ]
+    return [f"{job / n} (planned by the experiment, not written)" for n in names if not (job / n / SUMMARY).exists()]
 
 
 def load_run(path: str | Path) -> Run:
