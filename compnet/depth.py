@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from compnet.methods import method_label, method_order
-from compnet.runs import settings_recorded
+from compnet.runs import DEPTH_FILES, settings_recorded
 from compnet.targets import target_order
 
 STATS = ("min", "median", "mean")
@@ -111,7 +111,8 @@ def to_markdown(df: pd.DataFrame, points: int, provenance: str) -> str:
     rate = decay(df)
     depths = sorted(df.depth.unique())
     mid = depths[len(depths) // 2]
-    for lo, hi in ((depths[0], mid), (mid, depths[-1])):
+    spans = [(depths[0], mid), (mid, depths[-1])] if len(depths) > 3 else [(depths[0], depths[-1])]
+    for lo, hi in spans[: len(depths) - 1]:  # one depth: nothing to decay
         rate[f"mean {lo}–{hi}"] = per_layer(df, lo, hi)
     rate = rate.map(lambda v: "—" if not np.isfinite(v) else f"{v:.2f}")
     rate.index = [f"{t} · {m}" for t, m in rate.index]
@@ -134,13 +135,12 @@ def provenance(summaries: list[dict[str, Any]]) -> str:
 
 def write(folder: Path, summaries: list[dict[str, Any]], draw: bool = True) -> list[Path]:
     """depth.md, depth.csv (and depth.png) of an experiment over depths."""
-    df = frame(summaries)
+    df, md, csv, png = frame(summaries), *(folder / f for f in DEPTH_FILES)
     points = int(settings_recorded(summaries[0])["points"])
-    df.to_csv(folder / "depth.csv", index=False)
-    (folder / "depth.md").write_text(to_markdown(df, points, provenance(summaries)))
-    written = [folder / "depth.csv", folder / "depth.md"]
+    df.to_csv(csv, index=False)
+    md.write_text(to_markdown(df, points, provenance(summaries)))
     if draw:
         from compnet import plots
 
-        written.append(plots.draw_depth(df, folder / "depth.png", points))
-    return written
+        plots.draw_depth(df, png, points)
+    return [md, csv] + [png] * draw

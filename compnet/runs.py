@@ -42,6 +42,7 @@ SUMMARY = "summary.json"
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
+DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 STATS = ("min", "mean", "median", "max")
@@ -221,6 +222,7 @@ RESULT_FILES = (
     *TABLE_FILES,
     "trials.png",
     "paper_vs_ours.md",
+    *DEPTH_FILES,
 )
 
 

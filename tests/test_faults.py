@@ -37,6 +37,9 @@ cli = functools.partial(compnet, ok=False)  # the installed command in a folder;
         ),
         (["experiment=table3", "init=kaiming"], "so init=kaiming would be ignored"),
         (["experiment.methods=[enforced]", "init=kaiming"], "experiment.methods sets the methods itself"),
+        (["experiment=depth", "depth=7"], "experiment=depth sets the depths itself, so depth=7 would be ignored"),
+        (["experiment.depths=[3,0]"], "experiment.depths=[3, 0]: every depth must be >= 1"),
+        (["experiment.depths=[3,3]"], "a depth is listed twice"),
         (["hydra.run.dir=/proc/compnet-x"], "cannot create a folder in /proc"),
     ],
 )

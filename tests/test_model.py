@@ -138,3 +138,41 @@ def test_float32_peaks_give_float32_network():
     net = compnet.compositional_mlp(torch.tensor([0.5, 0.5], dtype=torch.float32))
     assert all(p.dtype == torch.float32 for p in net.parameters())
     assert math.isclose(_eval(net, torch.tensor([0.5]))[0].item(), 0.5 - 0.25, rel_tol=1e-6)
+
+
+# The paper's appendix on depth (docs/method.md §9), on the construction itself.
+
+
+@pytest.mark.parametrize("c", [0.01, 0.1, 0.3])
+def test_two_steps_of_the_law_shrink_the_scale_fourfold(c):
+    g = torch.Generator().manual_seed(3)
+    peaks = c + (1 - 2 * c) * torch.rand(2000, 12, generator=g, dtype=f64)  # 2000 networks, depth 11
+    s = law_scales(peaks)
+    ratio = s[:, 2:] / s[:, :-2]
+    assert ratio.max() <= 0.25
+    # the bound's extreme within [c, 1 − c]: (1 − a_{i+1}) a_{i+2} (1 − a_{i+2}) a_{i+3} at a = (c, ½, 1 − c)
+    extreme = law_scales(torch.tensor([0.5, c, 0.5, 1 - c], dtype=f64))
+    assert (extreme[2] / extreme[0]).item() == pytest.approx((1 - c) ** 2 / 4, rel=1e-15)
+
+
+def _peak_points(peaks: torch.Tensor, k: int) -> torch.Tensor:
+    """The 2^k inputs where wave W_{k+1} peaks (W_k = a_{k+1}): W_k's level set, pulled back through the
+    triangles t_{a_k}, …, t_{a_1} (each value w has the preimages a·w and 1 − (1 − a)·w)."""
+    v = peaks[k : k + 1]
+    for a in peaks[:k].flip(0):
+        v = torch.cat([a * v, 1 - (1 - a) * v])
+    return v
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 7])
+def test_a_depth_k_network_is_its_next_scale_from_the_deep_one(k):
+    # Theorem A.7: sup |F_∞ − F_k| = |s_{k+1}| (the paper counts scales from s_0), attained where W_{k+1} peaks;
+    # depth 40 stands in for the limit (its tail is below 4^−16 of s_{k+1})
+    peaks = _peaks(41, seed=k, lo=0.1, hi=0.9)
+    s = law_scales(peaks)
+    x = torch.cat([torch.linspace(0, 1, 100_001, dtype=f64), _peak_points(peaks, k)])
+    gap = (closed_form(x, peaks, s, -1.0) - closed_form(x, peaks, s[:k], -1.0)).abs()
+    assert gap.max().item() == pytest.approx(s[k].item(), rel=1e-12)  # never more, on a grid of 1e5 points
+    assert gap[-(2**k) :].min().item() == pytest.approx(s[k].item(), rel=1e-12)  # at every peak of W_{k+1}
+    assert gap[: -(2**k)].max() > s[k] * 0.99  # the grid comes close: the peaks were not a lucky choice
+    assert (gap[-(2**k) :] - gap[: -(2**k)].max() >= -1e-15).all()
