@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 COMPNET := $(BIN)/compnet
 ARGS ?=
+# make paper SEEDS=0,1,2,3,4: every table at each seed, and their spread (seeds.md)
+SEEDS ?=
 
 
 .PHONY: install lint format test test-fast table1 table2 table3 depth paper ablations readme regions bench bench-kernel clean
@@ -34,7 +36,7 @@ table1 table2 table3 depth: install
 	$(COMPNET) train experiment=$@ $(ARGS)
 
 paper: install
-	$(BIN)/python scripts/paper.py $(ARGS)
+	$(BIN)/python scripts/paper.py $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
 
 ablations: install
 	$(BIN)/python scripts/ablations.py $(ARGS)

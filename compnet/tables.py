@@ -174,24 +174,97 @@ def paper_comparison(summaries: list[dict[str, Any]], table_name: str, metric: s
                     "ours": ours,
                     "ours / paper": ours / theirs if theirs else None,
                     "collapsed": failed(s),
+                    "n_collapsed": s["n_collapsed"],  # the count as a number, for seed_spread
                 }
             )
     return pd.DataFrame(rows)
 
 
-def write_comparison(folder: Path, summaries: list[dict[str, Any]]) -> str:
-    """paper_vs_ours.md: every cell against the paper, per experiment (table 3 compares test MSE)."""
-    parts = []
+def comparisons(summaries: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """`paper_comparison` per experiment (the cells of one `experiment=tableN` run), by its name; Table 3,
+    whose runs hold out test points, is compared in test MSE with the paper's Table 3, the others with its
+    Table 1 (which has no sin or tanh numbers: Table 2's cells get none)."""
+    out = {}
     for name in dict.fromkeys(s.get("experiment", "none") for s in summaries):
         group = [s for s in summaries if s.get("experiment", "none") == name]
         metric = metric_of(group)
-        df = paper_comparison(group, "table3" if metric == "test_mse" else "table1", metric)
+        out[name] = paper_comparison(group, "table3" if metric == "test_mse" else "table1", metric)
+    return out
+
+
+def write_comparison(folder: Path, summaries: list[dict[str, Any]]) -> str:
+    """paper_vs_ours.md: every cell against the paper, per experiment (table 3 compares test MSE)."""
+    parts = []
+    for name, df in comparisons(summaries).items():
         shown = df.assign(
             paper=df["paper"].map(lambda v: "—" if v is None or v != v else f"{v:.2e}"),
             ours=df["ours"].map(_sci),
             **{"ours / paper": df["ours / paper"].map(lambda v: "—" if v is None or v != v else f"{v:.2g}")},
         )
-        parts.append(f"## {name}\n\n" + shown.drop(columns="table").to_markdown(index=False, disable_numparse=True))
+        shown = shown.drop(columns=["table", "n_collapsed"])
+        parts.append(f"## {name}\n\n" + shown.to_markdown(index=False, disable_numparse=True))
     md = "# compnet against the paper (ICML 2025)\n\n" + "\n\n".join(parts)
     (folder / "paper_vs_ours.md").write_text(md + "\n")
     return md
+
+
+SPREAD = ("lo", "median", "hi")  # over seeds; lo/hi rather than min/max, which would read "min min"
+
+
+def seed_spread(summaries_by_seed: dict[int, list[dict[str, Any]]]) -> pd.DataFrame:
+    """One row per cell (table, method, target), in the paper's order, over the seeds: lo/median/hi of our
+    min and mean (test MSE for Table 3, as in `comparisons`), of the collapsed count, and of ours / paper
+    for min and mean (NaN where the paper has no number); `paper min`/`paper mean` are the paper's numbers.
+    `summaries_by_seed`: per seed, the summaries of every table trained with it."""
+    long = []
+    for seed, summaries in summaries_by_seed.items():
+        for name, df in comparisons(summaries).items():
+            # "min mse", "mean test mse": the statistic's first word says which of the two it is
+            stat = df["statistic"].str.split().str[0]
+            long.append(df.assign(table=name, stat=stat, metric=df["statistic"].str.split(n=1).str[1], seed=seed))
+    df = pd.concat(long, ignore_index=True)
+    rows = []
+    for (name, method, target), cell in df.groupby(["table", "method", "target"], sort=False):
+        by_stat = {stat: cell[cell["stat"] == stat] for stat in ("min", "mean")}
+        values = {
+            "min": by_stat["min"]["ours"],
+            "mean": by_stat["mean"]["ours"],
+            "collapsed": by_stat["min"]["n_collapsed"],
+            "min / paper": by_stat["min"]["ours / paper"],
+            "mean / paper": by_stat["mean"]["ours / paper"],
+        }
+        row: dict[str, Any] = {"table": name, "method": method, "target": target, "metric": cell["metric"].iloc[0]}
+        row["seeds"] = by_stat["min"]["seed"].nunique()
+        for quantity, v in values.items():
+            v = pd.to_numeric(v, errors="coerce").dropna()  # None (no paper number) -> NaN -> left out
+            spread = (v.min(), v.median(), v.max()) if len(v) else (math.nan,) * 3
+            row |= {f"{quantity} {agg}": x for agg, x in zip(SPREAD, spread)}
+        row |= {f"paper {stat}": by_stat[stat]["paper"].iloc[0] for stat in ("min", "mean")}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _spread_cell(df: pd.DataFrame, quantity: str, fmt: str) -> pd.Series:
+    """ "median [lo, hi]" per row; "—" where there is no value (the paper has no number)."""
+
+    def one(row: pd.Series) -> str:
+        lo, mid, hi = (row[f"{quantity} {agg}"] for agg in SPREAD)
+        return "—" if mid != mid else f"{mid:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+    return df.apply(one, axis=1)
+
+
+def spread_markdown(spread: pd.DataFrame) -> str:
+    """One section per table: per cell median [lo, hi] over the seeds; ratio columns only where the paper
+    has a number in that table."""
+    parts = []
+    for name, df in spread.groupby("table", sort=False):
+        shown = df[["method", "target"]].copy()
+        for quantity, fmt in (("min", ".1e"), ("mean", ".1e"), ("collapsed", "g")):
+            shown[quantity] = _spread_cell(df, quantity, fmt)
+        for quantity in ("min / paper", "mean / paper"):
+            if df[f"{quantity} median"].notna().any():
+                shown[quantity] = _spread_cell(df, quantity, ".2g")
+        metric = "test MSE" if df["metric"].iloc[0] == "test mse" else "final MSE"
+        parts.append(f"## {name} ({metric})\n\n" + shown.to_markdown(index=False, disable_numparse=True))
+    return "\n\n".join(parts)

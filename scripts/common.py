@@ -31,7 +31,9 @@ def train(folder: Path, *overrides: str) -> list[dict]:
     return run.summaries
 
 
-def provenance(target: str, extra: list[str]) -> str:
-    """One line naming the date, the commit and the exact command, for the top of a generated table."""
-    cmd = f"make {target}" + (f" ARGS={shlex.quote(' '.join(extra))}" if extra else "")
+def provenance(target: str, extra: list[str], **make_vars: str) -> str:
+    """One line naming the date, the commit and the exact command (`make paper SEEDS=0,1 ARGS='trials=10'`),
+    for the top of a generated table."""
+    given = "".join(f" {k}={shlex.quote(v)}" for k, v in make_vars.items())
+    cmd = f"make {target}{given}" + (f" ARGS={shlex.quote(' '.join(extra))}" if extra else "")
     return f"Produced on {date.today()} at commit {source_commit() or 'unknown'} by `{cmd}`."

@@ -27,6 +27,7 @@ class Block(NamedTuple):
 BLOCKS = {
     "paper": Block("*/*-paper/tables.md", "make paper"),
     "ablations": Block("*/*-ablations/ablations.md", "make ablations"),
+    "seeds": Block("*/*-paper/seeds.md", "make paper SEEDS=0,1,2,3,4"),
 }
 FIGURES = Path("docs/figures")
 

@@ -392,3 +392,64 @@ def test_runs_from_different_machines_or_engines_are_flagged():
         "runs from 2 CPU models side by side: AMD EPYC, Intel Xeon",
         "runs of 2 engines side by side: fused, torch",
     ]
+
+
+# --- the spread over seeds (make paper SEEDS=...) ---------------------------------------------------------
+
+
+def seeded(method: str, target: str, experiment: str, lo: float, mean: float, collapsed: int, **settings) -> dict:
+    """A summary of one experiment's cell with the given min, mean and collapse count; test MSE as well
+    where the runs hold out test points (Table 3), with the same numbers."""
+    s = summary(method, target, mean, **settings) | {"experiment": experiment, "min_mse": lo, "n_collapsed": collapsed}
+    return s | ({"min_test_mse": lo, "mean_test_mse": mean} if settings.get("test_points") else {})
+
+
+def test_seed_spread_gives_lo_median_hi_of_every_cell_and_its_ratio_to_the_paper():
+    from compnet.paper import paper_value
+
+    # (min, mean, collapsed) of Table 1's enforced x3 at three seeds: lo/median/hi by hand below
+    t1 = {0: (1e-7, 4e-7, 0), 1: (3e-7, 2e-7, 2), 2: (2e-7, 8e-7, 1)}
+    by_seed = {
+        seed: [
+            seeded("enforced", "x3", "table1", *t1[seed]),  # before Default: rows come in the paper's order
+            seeded("default", "x3", "table1", 1e-5 * (seed + 1), 1e-2, 12 + seed),
+            seeded("enforced", "sin", "table2", 1e-8, 1e-6, 0),
+            seeded("enforced", "x3", "table3", 5e-6 * (seed + 1), 1e-5, 0, test_points=10, points=10),
+        ]
+        for seed in t1
+    }
+    spread = tables.seed_spread(by_seed)
+    assert list(zip(spread["table"], spread["method"], spread["target"])) == [
+        ("table1", "Default network", "x3"),
+        ("table1", "Differentiability enforced", "x3"),
+        ("table2", "Differentiability enforced", "sin"),
+        ("table3", "Differentiability enforced", "x3"),
+    ]
+    enforced = spread.iloc[1]
+    assert enforced["seeds"] == 3 and enforced["metric"] == "mse"
+    assert [enforced[f"min {a}"] for a in ("lo", "median", "hi")] == [1e-7, 2e-7, 3e-7]
+    assert [enforced[f"mean {a}"] for a in ("lo", "median", "hi")] == [2e-7, 4e-7, 8e-7]
+    assert [enforced[f"collapsed {a}"] for a in ("lo", "median", "hi")] == [0, 1, 2]
+    assert enforced["paper min"] == 7.86e-8 == paper_value("table1", "enforced", "x3", "min")
+    assert enforced["min / paper median"] == pytest.approx(2e-7 / 7.86e-8)
+    assert enforced["min / paper lo"] == pytest.approx(1e-7 / 7.86e-8)
+    assert enforced["mean / paper hi"] == pytest.approx(8e-7 / 5.27e-7)
+    assert spread.iloc[0]["collapsed median"] == 13
+    # Table 2 has no paper numbers; Table 3 compares test MSE with the paper's Table 3, which has only a min
+    assert math.isnan(spread.iloc[2]["min / paper median"]) and math.isnan(spread.iloc[2]["mean / paper hi"])
+    t3 = spread.iloc[3]
+    assert t3["metric"] == "test mse" and t3["min / paper median"] == pytest.approx(1e-5 / 5.65e-6)
+    assert math.isnan(t3["mean / paper median"])
+
+
+def test_seed_spread_markdown_shows_median_and_range_and_ratios_only_where_the_paper_has_numbers():
+    by_seed = {
+        seed: [seeded("enforced", "x3", "table1", lo, 4e-7, 0), seeded("enforced", "sin", "table2", lo, 1e-6, 0)]
+        for seed, lo in ((0, 1e-7), (1, 3e-7), (2, 2e-7))
+    }
+    md = tables.spread_markdown(tables.seed_spread(by_seed))
+    t1, t2 = md.split("## table2")
+    assert t1.startswith("## table1 (final MSE)")
+    assert "| 2.0e-07 [1.0e-07, 3.0e-07] | 4.0e-07 [4.0e-07, 4.0e-07] | 0 [0, 0]" in t1
+    assert "| 2.5 [1.3, 3.8] |" in t1 and "| 0.76 [0.76, 0.76] |" in t1  # min and mean / the paper's
+    assert "paper" not in t2 and "nan" not in md
