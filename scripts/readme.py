@@ -28,6 +28,7 @@ BLOCKS = {
     "paper": Block("*/*-paper/tables.md", "make paper"),
     "ablations": Block("*/*-ablations/ablations.md", "make ablations"),
     "seeds": Block("*/*-paper/seeds.md", "make paper SEEDS=0,1,2,3,4"),
+    "depth": Block("*/*-train/depth.md", "make depth", ("depth.png",)),
 }
 FIGURES = Path("docs/figures")
 
