@@ -159,7 +159,7 @@ def _pieces_axes(ax: Any, depths: set[int], switch: int) -> None:
 
 def _draw_spread(ax: Any, spread: pd.DataFrame, color: str, label: str) -> None:
     ax.plot(spread.index, spread["median"], color=color, lw=1.2, label=label)
-    ax.fill_between(spread.index, spread["low"], spread["high"], color=color, alpha=0.2, lw=0)
+    ax.fill_between(spread.index, spread["low"], spread["high"], color=color, alpha=0.15, lw=0)
 
 
 def draw_pieces(path: Path, summary: dict[str, Any], pieces: pd.DataFrame) -> None:
