@@ -1,5 +1,5 @@
 # compnet: `make install` once, then `make test`, `make lint`, `make paper`, `make bench`; `make readme` puts the newest
-# `make paper` and `make ablations` tables into README.md.
+# `make paper`, `make ablations` and `make pieces` results into README.md.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ ARGS ?=
 SEEDS ?=
 
 
-.PHONY: install lint format test test-fast table1 table2 table3 depth paper ablations readme regions bench bench-kernel clean
+.PHONY: install lint format test test-fast table1 table2 table3 depth paper ablations pieces readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ paper: install
 
 ablations: install
 	$(BIN)/python scripts/ablations.py $(ARGS)
+
+pieces: install
+	$(COMPNET) train experiment=table1 regions_every=50 $(ARGS)
 
 readme: install
 	$(BIN)/python scripts/readme.py

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import torch
 
-from compnet.optim import Fit, Report
+from compnet.optim import Fit, Report, Snapshot
 
 # Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
 # brings (make bench: 30 trials train faster on one worker).
@@ -90,13 +90,15 @@ def alone(pair: Fit) -> Fit:
     one takes BLAS's matrix-vector path, whose sums round differently, and trial i would not be bit for bit
     what it is in any larger batch (where its numbers do not depend on the batch size). The fused kernel
     needs no such care; the copy costs it one trial's work."""
-    return Fit([p[:1] for p in pair.params], pair.history[:, :1], pair.diverged[:1])
+    first = [Snapshot(s.epoch, [p[:1] for p in s.params]) for s in pair.snapshots]
+    return Fit([p[:1] for p in pair.params], pair.history[:, :1], pair.diverged[:1], first)
 
 
 def chunked(
     fit_chunk: Callable[[slice | torch.Tensor, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int
 ) -> Fit:
-    """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together."""
+    """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together (the
+    slices keep their snapshots at the same epochs: each is stitched along the trial axis too)."""
     keep_freed_memory()
     n = max(1, min(workers, trials // MIN_TRIALS_PER_WORKER))
     bounds = [round(i * trials / n) for i in range(n + 1)]
@@ -129,10 +131,16 @@ def chunked(
         torch.set_num_threads(threads)
         progress.close()
     return Fit(
-        [torch.cat(ps) for ps in zip(*(f.params for f in fits))],
+        _cat([f.params for f in fits]),
         torch.cat([f.history for f in fits], 1),
         torch.cat([f.diverged for f in fits]),
+        [Snapshot(kept[0].epoch, _cat([s.params for s in kept])) for kept in zip(*(f.snapshots for f in fits))],
     )
+
+
+def _cat(slices: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Parameter lists of consecutive slices of the trials as one list over all of them."""
+    return [torch.cat(ps) for ps in zip(*slices)]
 
 
 class Stopwatch:

@@ -60,13 +60,13 @@ def train(cfg: Any, out: Path | None) -> Any:
     single = not is_experiment(cfg)
     cells = []
     for r in results:
-        trials = runs.trials_frame(r)
+        trials, pieces = runs.trials_frame(r), runs.pieces_frame(r)
         summary = runs.summary_of(r, trials, cfg, wall, len(results))
         if out is not None:
             folder = out if single else out / r.cell.name
-            runs.write_cell(folder, r, trials, summary, draw=cfg.plots)
+            runs.write_cell(folder, r, trials, summary, draw=cfg.plots, pieces=pieces)
             summary["folder"] = str(folder)
-        cells.append((summary, trials))
+        cells.append((summary, trials, pieces))
         metric = tables.metric_of([summary])  # what a table shows: held-out MSE where there is one
         log.info(
             "%-22s %s min %.2e  mean %.2e  collapsed %d/%d  diverged %d",
@@ -91,7 +91,29 @@ def train(cfg: Any, out: Path | None) -> Any:
             from compnet import depth
 
             depth.write(out, run.summaries, cfg.plots)
+        if run.pieces is not None:
+            write_pieces(out, run, cfg)
     return run
+
+
+def write_pieces(out: Path, run: Any, cfg: Any) -> None:
+    """An experiment's pieces.md (and pieces.png): every cell's linear pieces through training."""
+    from datetime import date
+
+    from compnet import runs, tables
+
+    r = cfg.regime
+    provenance = (
+        f"Produced on {date.today()} at commit {runs.source_commit() or 'unknown'} by `compnet train`: experiment "
+        f"{cfg.experiment.name}, {cfg.trials} trials per cell, depth {cfg.depth}, {r.pretrain_epochs} pretraining + "
+        f"{r.finetune_epochs} raw epochs ({r.direct_epochs} without pretraining), pieces counted every "
+        f"{cfg.regions_every} epochs."
+    )
+    tables.write_pieces(out, run.summaries, run.pieces, provenance)
+    if cfg.plots:
+        from compnet import plots
+
+        plots.draw_pieces_experiment(out, run.summaries, run.pieces)
 
 
 def regions(cfg: Any, out: Path | None) -> Any:

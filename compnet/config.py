@@ -123,6 +123,9 @@ class TrainConf:
     test_points: int = opt(0, "held-out points at cell centres; > 0 reports test MSE")
     dtype: DType = opt(DType.float32, "float32 | float64")
     plots: bool = opt(True, "draw fit.png, loss.png, layers.png", inert=True)
+    regions_every: int = opt(
+        0, "count every trial's exact linear pieces every N epochs of both stages; 0 = off", inert=True
+    )  # pieces.csv and pieces.png: counted from copies of the parameters, the training is the same bits
     workers: int = opt(0, "threads training slices of the trials; 0 = one per core", inert=True)
     overwrite: bool = opt(False, "reuse a run folder that holds a finished run (its results are replaced)", inert=True)
     engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
@@ -319,6 +322,7 @@ def validate(cfg: Any) -> None:
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
+    _check(cfg.regions_every >= 0, f"regions_every={cfg.regions_every}: need >= 0 (0 = off)")
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
     if cfg.experiment.methods:

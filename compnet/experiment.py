@@ -5,12 +5,13 @@ tables. `compnet train target=x3 init=manifold` is one cell; `experiment=table1`
 pretrain share one batched pretraining run, and all cells with the same number of raw-weight epochs share
 one batched raw run: the per-trial results do not change (see `batching`), the Python overhead is paid once.
 Then the analysis a run folder records: the held-out MSE (Table 3) and the exact linear pieces of every
-trial's network at the start, after pretraining and at the end (docs/method.md §7).
+trial's network at the start, after pretraining and at the end (docs/method.md §7); with regions_every=N also
+every N epochs of both stages, from snapshots the optimiser kept, all counted in one batched call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -51,6 +52,8 @@ class CellResult:
     engine: str  # the engine that ran: fused | torch
     pieces: dict[str, list[int]]  # per stage (init, pretrain, final): linear pieces per trial, −1 if diverged
     wasted_final: list[int]  # hidden neurons that never change sign on [0, 1], per trial, −1 if diverged
+    # regions_every=N: stage (pretrain, train) → epoch → linear pieces per trial, −1 once diverged
+    pieces_by_epoch: dict[str, dict[int, list[int]]] = field(default_factory=dict)
 
     @property
     def mse(self) -> torch.Tensor:
@@ -116,6 +119,34 @@ def at_depth(cfg: Any, depth: int | None) -> Any:
     return cfg if depth is None else OmegaConf.merge(cfg, {"depth": depth})
 
 
+@dataclass
+class Kept:
+    """One batch's raw weights at the epochs its optimiser kept, to be counted with every other batch's."""
+
+    stage: str  # pretrain | train
+    cells: list[int]  # the batch's cells, T trials each, in order
+    epochs: list[int]
+    weights: torch.Tensor  # [S, cells·T, P]
+    history: torch.Tensor  # [E + 1, cells·T]: the stage's loss, to tell when a trial diverged
+
+
+def count_kept(shapes: Shapes, kept: list[Kept], T: int) -> dict[int, dict[str, dict[int, list[int]]]]:
+    """Per cell, stage and kept epoch, the linear pieces of every trial: every network of every batch counted
+    in one call of the batched counter. A trial whose loss had turned non-finite by then (Adam froze it there)
+    or whose weights are not finite counts −1, as trial_pieces counts a diverged trial."""
+    P = shapes.size
+    counts = torch.tensor(trial_pieces(shapes, torch.cat([k.weights.reshape(-1, P) for k in kept]))[0])
+    out: dict[int, dict[str, dict[int, list[int]]]] = {}
+    for k, pieces in zip(kept, counts.split([k.weights.shape[0] * k.weights.shape[1] for k in kept])):
+        pieces = pieces.view(len(k.epochs), -1)
+        for s, epoch in enumerate(k.epochs):
+            frozen = ~torch.isfinite(k.history[: epoch + 1]).all(0)
+            at = torch.where(frozen, -1, pieces[s])
+            for i, sl in zip(k.cells, _slices(len(k.cells), T)):
+                out.setdefault(i, {}).setdefault(k.stage, {})[epoch] = at[sl].tolist()
+    return out
+
+
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration, one batch per depth; returns the results and the training wall
     time (s)."""
@@ -134,6 +165,8 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
     x = train_grid(cfg.points, getattr(torch, _value(cfg.dtype)))
     starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
     clock = Stopwatch()
+    every = cfg.regions_every
+    kept: list[Kept] = []
 
     # stage 1: every pretraining cell in one batch (enforced and not-enforced side by side)
     pre = [i for i, c in enumerate(cells) if c.regime == "pretrain"]
@@ -143,8 +176,12 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         sign = torch.cat([starts[i].sign for i in pre])
         peaks, y = torch.cat([starts[i].peaks for i in pre]), torch.cat([starts[i].y for i in pre])
         with clock:
-            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers, fused)
+            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers, fused, every)
             flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach()
+        if fit.snapshots:  # rebuilt as the pretrained network is, outside the training clock
+            with torch.no_grad():
+                weights = torch.stack([Shapes.join(reparam.layers(p, free, sign)) for _, p in fit.snapshots])
+            kept.append(Kept("pretrain", pre, [e for e, _ in fit.snapshots], weights, fit.history))
         a = reparam.peak_values(fit.params[0])
         for i, sl in zip(pre, _slices(len(pre), T)):
             pretrained[i] = (fit.history[:, sl], flat[sl], a[sl])
@@ -155,11 +192,16 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
     for epochs in sorted(set(epochs_of)):
         group = [i for i, e in enumerate(epochs_of) if e == epochs]
         flat = torch.cat([pretrained[i][1] if i in pretrained else starts[i].flat for i in group])
+        y = torch.cat([starts[i].y for i in group])
         with clock:
-            fit = train_raw(shapes, flat, x, torch.cat([starts[i].y for i in group]), epochs, cfg.lr, workers, fused)
+            fit = train_raw(shapes, flat, x, y, epochs, cfg.lr, workers, fused, every)
+        if fit.snapshots:
+            weights = torch.stack([p[0] for _, p in fit.snapshots])
+            kept.append(Kept("train", group, [e for e, _ in fit.snapshots], weights, fit.history))
         for i, sl in zip(group, _slices(len(group), T)):
             trained[i] = (fit.history[:, sl], fit.params[0][sl], fit.diverged[sl])
 
+    by_epoch = count_kept(shapes, kept, T) if kept else {}
     xt = test_grid(cfg.test_points, x.dtype) if cfg.test_points else None
     results = []
     for i, cell in enumerate(cells):
@@ -194,6 +236,7 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
                 engine="fused" if fused else "torch",
                 pieces=pieces,
                 wasted_final=wasted,
+                pieces_by_epoch=by_epoch.get(i, {}),
             )
         )
     return results, clock.seconds

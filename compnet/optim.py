@@ -3,17 +3,25 @@
 All trials' parameters are stacked along a leading trial axis T and the loss is the sum of the per-trial
 losses, so the gradient with respect to trial t's parameters is exactly that of trial t's own loss; Adam
 acts elementwise, hence one Adam over the stacked tensors equals one Adam per trial. A trial whose loss
-turns NaN or infinite is frozen where it stands and marked diverged. Nothing here knows about networks.
+turns NaN or infinite is frozen where it stands and marked diverged. On request (`keep_every=N`) it keeps
+copies of the parameters at steps 0, N, 2N, … and the last: copies only, so the trajectory is the same bits
+with or without them. Nothing here knows about networks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
 Report = Callable[[int, torch.Tensor, torch.Tensor], None]  # (step, per-trial loss, alive) every 25 steps
+
+
+class Snapshot(NamedTuple):
+    epoch: int  # steps taken
+    params: list[torch.Tensor]  # as Fit.params, after `epoch` steps
 
 
 @dataclass
@@ -21,6 +29,7 @@ class Fit:
     params: list[torch.Tensor]
     history: torch.Tensor  # [epochs + 1, T]: loss after 0 … epochs steps
     diverged: torch.Tensor  # [T] bool
+    snapshots: list[Snapshot] = field(default_factory=list)  # keep_every=N: epochs 0, N, 2N, … and the last
 
 
 def adam(
@@ -31,6 +40,7 @@ def adam(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     report: Report | None = None,
+    keep_every: int = 0,
 ) -> Fit:
     """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T], either with
     autograd history or, having written d loss_t / d params into the leaves' `.grad` itself, without.
@@ -38,7 +48,8 @@ def adam(
     All parameters live in one flat buffer and their gradients in another (parameter after parameter,
     each [T, ...] block contiguous), so an update is a few ops over one tensor however many parameters
     there are, and autograd accumulates every gradient in place into its slot. A parameter the loss does
-    not use (a tied s_1) keeps a zero gradient, hence zero moments and exactly zero steps."""
+    not use (a tied s_1) keeps a zero gradient, hence zero moments and exactly zero steps. keep_every=N > 0
+    keeps a copy of the parameters at steps 0, N, 2N, … and at the last step (`Fit.snapshots`)."""
     sizes = [p.numel() for p in params]
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     grad, m, v = torch.zeros_like(flat), torch.zeros_like(flat), torch.zeros_like(flat)
@@ -54,6 +65,13 @@ def adam(
     history = torch.empty(epochs + 1, T, dtype=loss.dtype)
     alive = torch.ones(T, dtype=torch.bool)
     keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
+    snapshots: list[Snapshot] = []
+
+    def snap(step: int) -> None:
+        if keep_every and (step % keep_every == 0 or step == epochs):
+            snapshots.append(Snapshot(step, [leaf.detach().clone() for leaf in leaves]))  # flat moves in place
+
+    snap(0)
     for step in range(1, epochs + 1):
         loss = loss_fn(leaves)
         history[step - 1] = loss.detach()
@@ -72,9 +90,10 @@ def adam(
             m.mul_(b1).add_(g * (1 - b1))
             v.mul_(b2).add_(g * g * (1 - b2))
             flat.sub_(torch.where(keep, m, 0.0) / (v.sqrt() / bc2 + eps) * (lr / bc1))
+        snap(step)
         if report is not None and (step % 25 == 0 or step == epochs):
             report(step, history[step - 1], alive)
     with torch.no_grad():
         history[epochs] = loss_fn(leaves)
     alive &= torch.isfinite(history[epochs])
-    return Fit([leaf.detach() for leaf in leaves], history, ~alive)
+    return Fit([leaf.detach() for leaf in leaves], history, ~alive, snapshots)

@@ -4,6 +4,8 @@
 - loss.png     every trial's loss per epoch (log axis), the pretraining / raw-weight boundary marked;
 - layers.png   each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
                end (the paper's Figures 5–6): does the triangle structure survive, which layers are wasted;
+- pieces.png   (regions_every=N) linear pieces of every trial against epoch, both stages on one time axis;
+               an experiment's folder gets one too, every cell in it (a panel per target, a line per method);
 - trials.png   (tables) final MSE of every trial per method and target, one dot per trial;
 - regions.png  (`compnet regions`) pieces versus depth and per neuron versus width, or of saved networks;
 - depth.png    (`experiment=depth`) median and min final MSE against depth per method and target.
@@ -22,8 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from compnet.methods import method_label, method_order
-from compnet.runs import FIGURES, STAGES, read_summary, settings_recorded
+from compnet.methods import cell_name, method_label, method_order
+from compnet.runs import FIGURES, PIECES, STAGES, read_summary, settings_recorded
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
@@ -129,8 +131,74 @@ def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weigh
     fig.savefig(path, dpi=110)
 
 
+def _switch(pieces: pd.DataFrame) -> int:
+    """Where the raw stage starts on the shared time axis: the last pretraining epoch (0 without one)."""
+    pre = pieces.epoch[pieces.stage == "pretrain"]
+    return int(pre.max()) if len(pre) else 0
+
+
+def _spread(pieces: pd.DataFrame, switch: int) -> pd.DataFrame:
+    """Median and 10–90% range of the counted trials per point of the time axis (the raw stage shifted to
+    start at `switch`); a diverged trial (−1) is left out."""
+    ok = pieces[pieces.pieces >= 0]
+    counts = ok.pieces.groupby(ok.epoch + np.where(ok.stage == "train", switch, 0))
+    return pd.DataFrame({"median": counts.median(), "low": counts.quantile(0.1), "high": counts.quantile(0.9)})
+
+
+def _pieces_axes(ax: Any, depths: set[int], switch: int) -> None:
+    """Log-2 pieces axis, the 2^d line of each depth shown, the switch from pretraining to raw weights."""
+    for d in sorted(depths):
+        ax.axhline(2.0**d, color="k", ls=":", lw=1, label=f"$2^{{{d}}}$")
+    if switch:
+        ax.axvline(switch, color="k", ls="--", lw=1)
+        ax.text(switch, 2.0 ** max(depths), " raw weights freed", va="bottom", fontsize=8)
+    ax.set_yscale("log", base=2)
+    ax.set(xlabel="epoch (pretraining, then raw weights)", ylabel="linear pieces on [0, 1]")
+    ax.grid(alpha=0.3)
+
+
+def _draw_spread(ax: Any, spread: pd.DataFrame, color: str, label: str) -> None:
+    ax.plot(spread.index, spread["median"], color=color, lw=1.2, label=label)
+    ax.fill_between(spread.index, spread["low"], spread["high"], color=color, alpha=0.15, lw=0)
+
+
+def draw_pieces(path: Path, summary: dict[str, Any], pieces: pd.DataFrame) -> None:
+    """A cell's linear pieces through training: median and 10–90% of its trials against epoch."""
+    switch = _switch(pieces)
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots(gridspec_kw=_margins(7, 4, left=0.8, top=0.4))
+    _draw_spread(ax, _spread(pieces, switch), "tab:blue", "median, 10–90% of trials")
+    _pieces_axes(ax, {settings_recorded(summary)["depth"]}, switch)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{_title(summary)}: linear pieces of {summary['n_trials']} trials", fontsize=10)
+    fig.savefig(path, dpi=120)
+
+
+def draw_pieces_experiment(folder: Path, summaries: list[dict[str, Any]], pieces: pd.DataFrame) -> Path:
+    """pieces.png of an experiment: a panel per target, a line (median, 10–90% band) per method; methods
+    without pretraining start their raw stage at the switch, beside the others' raw stage."""
+    targets = sorted({s["target"] for s in summaries}, key=target_order)
+    methods = list(dict.fromkeys(s["method"] for s in summaries))  # a method's colour is the same in every panel
+    switch = _switch(pieces)
+    fig = Figure(figsize=(5.5 * len(targets), 4.5), layout="tight")
+    axes = fig.subplots(1, len(targets), squeeze=False, sharey=True)[0]
+    for ax, target in zip(axes, targets):
+        cells = [s for s in summaries if s["target"] == target]
+        for s in cells:
+            rows = pieces[pieces.cell == cell_name(s["target"], s["method"])]
+            _draw_spread(ax, _spread(rows, switch), f"C{methods.index(s['method'])}", method_label(s["method"]))
+        _pieces_axes(ax, {settings_recorded(s)["depth"] for s in cells}, switch)
+        ax.set_title(target)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("linear pieces through training (median and 10–90% of trials)")
+    path = folder / "pieces.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def draw_run(folder: Path, summary: dict[str, Any] | None = None) -> list[Path]:
-    """fit.png, loss.png and layers.png of a run folder (`summary`: its summary, if not yet on disk)."""
+    """fit.png, loss.png and layers.png of a run folder (`summary`: its summary, if not yet on disk), and
+    pieces.png where it has pieces.csv."""
     summary = read_summary(folder) if summary is None else summary
     trials = pd.read_csv(folder / "trials.csv")
     with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
@@ -138,7 +206,11 @@ def draw_run(folder: Path, summary: dict[str, Any] | None = None) -> list[Path]:
         draw_fit(fit, summary, trials, weights)
         draw_loss(loss, summary, losses)
         draw_layers(layers, summary, trials, weights)
-    return [folder / name for name in FIGURES]
+    drawn = [folder / name for name in FIGURES]
+    if (folder / PIECES).is_file():
+        draw_pieces(folder / "pieces.png", summary, pd.read_csv(folder / PIECES))
+        drawn.append(folder / "pieces.png")
+    return drawn
 
 
 def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "mse") -> Path:

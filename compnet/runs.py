@@ -9,7 +9,9 @@ A run folder (one cell) holds:
                produced it (`produced_by`: versions, CPU, engine); written last, its presence marks a
                finished cell;
 - losses.npz   per-epoch loss of every trial: loss_train [E+1, T] and, after pretraining, loss_pretrain;
-- weights.npz  raw weights [T, P] at start, after pretraining and at the end, and the training points x.
+- weights.npz  raw weights [T, P] at start, after pretraining and at the end, and the training points x;
+- pieces.csv   (regions_every=N only) one row per trial and counted epoch: trial, stage (pretrain | train),
+               epoch (within the stage), pieces (−1: diverged by then).
 
 An experiment's run folder holds one such folder per cell; a Hydra sweep folder one run folder per job.
 `load_run` reads any of them back into the `Run` that `compnet.train` returns.
@@ -39,12 +41,14 @@ if TYPE_CHECKING:  # reading a run folder needs no torch
     from compnet.experiment import CellResult
 
 SUMMARY = "summary.json"
+PIECES = "pieces.csv"
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
+PIECES_COLUMNS = ["trial", "stage", "epoch", "pieces", "cell", "run"]
 STATS = ("min", "mean", "median", "max")
 REQUIRED = ("target", "method", "n_trials", "n_collapsed", "min_mse", "mean_mse")  # what a table reads
 
@@ -57,20 +61,36 @@ class Run:
     summaries: list[dict[str, Any]]  # one per cell, as in summary.json (plus `folder` where one was written)
     folder: Path | None  # where it was written, or None
     missing: list[str] = field(default_factory=list)  # jobs or cells that did not finish
+    pieces: pd.DataFrame | None = None  # regions_every=N: the rows of every cell's pieces.csv, then `cell` (`run`)
 
     @classmethod
-    def of(cls, cells: list[tuple[dict[str, Any], pd.DataFrame]], folder: Path | None, missing: list[str] = ()) -> Run:
-        """Cells in the paper's order (targets, then methods, then folders), trials in columns' canonical order."""
+    def of(
+        cls,
+        cells: list[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]],
+        folder: Path | None,
+        missing: list[str] = (),
+    ) -> Run:
+        """Cells (summary, trials, pieces or None) in the paper's order (targets, then methods, then folders),
+        the rows of their tables in the columns' canonical order."""
         cells = sorted(
             cells, key=lambda c: (target_order(c[0]["target"]), method_order(c[0]["method"]), c[0].get("folder", ""))
         )
-        names = [f"{s['target']}-{s['method']}" for s, _ in cells]
-        frames = [trials.assign(cell=name) for name, (_, trials) in zip(names, cells)]
+        names = [cell_name(s["target"], s["method"]) for s, _, _ in cells]
+        tags = [{"cell": name} for name in names]
         if len(set(names)) < len(names):  # a sweep over a setting: the same cell in several jobs
-            frames = [f.assign(run=str(Path(s["folder"]).relative_to(folder))) for f, (s, _) in zip(frames, cells)]
-        trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        trials = trials[[c for c in TRIAL_COLUMNS if c in trials]]
-        return cls(trials, [s for s, _ in cells], folder, list(missing))
+            tags = [t | {"run": str(Path(s["folder"]).relative_to(folder))} for t, (s, _, _) in zip(tags, cells)]
+        trials = _rows([c[1] for c in cells], tags, TRIAL_COLUMNS)
+        pieces = _rows([c[2] for c in cells], tags, PIECES_COLUMNS)
+        return cls(pd.DataFrame() if trials is None else trials, [c[0] for c in cells], folder, list(missing), pieces)
+
+
+def _rows(frames: list[pd.DataFrame | None], tags: list[dict[str, str]], columns: list[str]) -> pd.DataFrame | None:
+    """The cells' tables (those that have one) as one, each row tagged with its cell (and job), in `columns`' order."""
+    tagged = [f.assign(**tag) for f, tag in zip(frames, tags) if f is not None]
+    if not tagged:
+        return None
+    both = pd.concat(tagged, ignore_index=True)
+    return both[[c for c in columns if c in both]]
 
 
 def trials_frame(r: CellResult) -> pd.DataFrame:
@@ -85,6 +105,18 @@ def trials_frame(r: CellResult) -> pd.DataFrame:
     cols |= {f"pieces_{stage}": counts for stage, counts in r.pieces.items()}
     cols["wasted_final"] = r.wasted_final
     return pd.DataFrame(cols)
+
+
+def pieces_frame(r: CellResult) -> pd.DataFrame | None:
+    """pieces.csv of a cell counted every N epochs (regions_every=N): one row per trial and counted epoch of
+    each stage, in training order; None when nothing was counted."""
+    rows = [
+        (trial, stage, epoch, n)
+        for stage, counts in r.pieces_by_epoch.items()
+        for epoch, per_trial in counts.items()
+        for trial, n in enumerate(per_trial)
+    ]
+    return pd.DataFrame(rows, columns=PIECES_COLUMNS[:4]) if rows else None
 
 
 def _stats(values: pd.Series, name: str) -> dict[str, float]:
@@ -175,8 +207,16 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
-def write_cell(folder: Path, r: CellResult, trials: pd.DataFrame, summary: dict[str, Any], draw: bool = False) -> None:
-    """Everything of a cell, its figures (`draw`) drawn from what is on disk, then summary.json."""
+def write_cell(
+    folder: Path,
+    r: CellResult,
+    trials: pd.DataFrame,
+    summary: dict[str, Any],
+    draw: bool = False,
+    pieces: pd.DataFrame | None = None,
+) -> None:
+    """Everything of a cell (pieces.csv where there are `pieces`), its figures (`draw`) drawn from what is on
+    disk, then summary.json."""
     folder.mkdir(parents=True, exist_ok=True)
     losses = {"loss_train": r.loss_train.numpy()}
     weights = {"start": r.start.numpy(), "final": r.final.numpy(), "x": r.x.numpy()}
@@ -186,6 +226,8 @@ def write_cell(folder: Path, r: CellResult, trials: pd.DataFrame, summary: dict[
     np.savez_compressed(folder / "losses.npz", **losses)
     np.savez_compressed(folder / "weights.npz", **weights)
     trials.to_csv(folder / "trials.csv", index=False)
+    if pieces is not None:
+        pieces.to_csv(folder / PIECES, index=False)
     if draw:
         from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
 
@@ -223,6 +265,9 @@ RESULT_FILES = (
     "trials.png",
     "paper_vs_ours.md",
     *DEPTH_FILES,
+    PIECES,
+    "pieces.png",
+    "pieces.md",
 )
 
 
@@ -369,5 +414,10 @@ def load_run(path: str | Path) -> Run:
     summaries, missing = find_runs([root])
     if not summaries:
         raise FileNotFoundError(f"no finished run (summary.json) under {path}")
-    cells = [(s, pd.read_csv(Path(s["folder"]) / "trials.csv")) for s in summaries]
+    cells = [(s, pd.read_csv(Path(s["folder"]) / "trials.csv"), _pieces_of(Path(s["folder"]))) for s in summaries]
     return Run.of(cells, root, missing)
+
+
+def _pieces_of(folder: Path) -> pd.DataFrame | None:
+    """A cell's pieces.csv, None where it was not counted."""
+    return pd.read_csv(folder / PIECES) if (folder / PIECES).is_file() else None

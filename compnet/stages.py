@@ -16,7 +16,7 @@ import torch
 from compnet import kernel
 from compnet.batching import chunked
 from compnet.model import Layer, Reparam, Shapes, forward, layer_pairs, layer_tensors
-from compnet.optim import Fit, Report, adam
+from compnet.optim import Fit, Report, Snapshot, adam
 
 
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,8 +39,10 @@ def pretrain(
     lr: float,
     workers: int = 1,
     fused: bool = False,
+    keep_every: int = 0,
 ) -> Fit:
-    """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s]."""
+    """Adam on (peaks, scales) through the encoding; returns Fit with params [θ, s_1, s] (and snapshots of
+    them every `keep_every` epochs)."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg = free[sl], sign[sl]
@@ -48,7 +50,7 @@ def pretrain(
         def loss(p: list[torch.Tensor]) -> torch.Tensor:
             return batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)
 
-        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report)
+        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report, keep_every=keep_every)
 
     return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
@@ -62,8 +64,10 @@ def train_raw(
     lr: float,
     workers: int = 1,
     fused: bool = False,
+    keep_every: int = 0,
 ) -> Fit:
-    """Adam on the raw weights, all packed in one [T, P] tensor."""
+    """Adam on the raw weights, all packed in one [T, P] tensor (and snapshots of it every `keep_every`
+    epochs)."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         def loss(p: list[torch.Tensor]) -> torch.Tensor:
@@ -71,7 +75,8 @@ def train_raw(
                 return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p])
             return batch_mse(layer_pairs(p), x, y[sl], fused=False)
 
-        fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report)
-        return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged)
+        fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report, keep_every=keep_every)
+        kept = [Snapshot(s.epoch, [Shapes.join(layer_pairs(s.params))]) for s in fit.snapshots]
+        return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged, kept)
 
     return chunked(fit, flat.shape[0], workers, "train", epochs)

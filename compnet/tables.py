@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from compnet.methods import method_label, method_order
+from compnet.methods import cell_name, method_label, method_order
 from compnet.paper import paper_value
 from compnet.runs import settings_recorded
 from compnet.targets import target_order
@@ -154,6 +154,51 @@ def write_tables(folder: Path, df: pd.DataFrame, missing: list[str] = ()) -> str
     flat = df.copy()
     flat.columns = [f"{t} {k}" for t, k in df.columns]
     flat.to_csv(folder / "table.csv", index_label="method")
+    return md
+
+
+def _spread(counts: pd.Series | None) -> str:
+    """median [min, max] of the trials that did not diverge (−1), and how many did."""
+    if counts is None:
+        return "—"
+    ok, lost = counts[counts >= 0], int((counts < 0).sum())
+    text = f"{ok.median():g} [{ok.min()}, {ok.max()}]" if len(ok) else "—"
+    return text + (f" ({lost} diverged)" if lost else "")
+
+
+def _pieces_at(cell: pd.DataFrame, stage: str, first: bool) -> pd.Series | None:
+    """Every trial's count at a stage's first or last counted epoch; None for a stage the cell did not train."""
+    rows = cell[cell.stage == stage]
+    if rows.empty:
+        return None
+    return rows.pieces[rows.epoch == (rows.epoch.min() if first else rows.epoch.max())]
+
+
+def pieces_table(summaries: list[dict[str, Any]], pieces: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (target × method, in the summaries' order): the linear pieces of its trials at initialisation,
+    at the end of pretraining and at the end of training, median [min, max], beside 2^d."""
+    rows = []
+    for s in summaries:
+        cell = pieces[pieces.cell == cell_name(s["target"], s["method"])]
+        pretrained = _pieces_at(cell, "pretrain", first=False)
+        rows.append(
+            {
+                "target": s["target"],
+                "method": method_label(s["method"]),
+                "init": _spread(_pieces_at(cell, "pretrain" if pretrained is not None else "train", first=True)),
+                "end of pretraining": _spread(pretrained),
+                "end of training": _spread(_pieces_at(cell, "train", first=False)),
+                "2^d": str(2 ** settings_recorded(s)["depth"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_pieces(folder: Path, summaries: list[dict[str, Any]], pieces: pd.DataFrame, provenance: str) -> str:
+    """pieces.md: a title, the provenance line, and `pieces_table`."""
+    table_md = pieces_table(summaries, pieces).to_markdown(index=False, disable_numparse=True)
+    md = f"# Linear pieces through training\n\n{provenance}\n\n{table_md}\n"
+    (folder / "pieces.md").write_text(md)
     return md
 
 

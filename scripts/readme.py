@@ -1,6 +1,6 @@
 """Put the newest generated tables and figures into README.md, between its markers.
 
-    make readme           # after make paper, make ablations (and the other targets below)
+    make readme           # after make paper, make ablations, make pieces (the targets below)
 
 Each block names the file a `make` target writes (outputs/<date>/<time>-<kind>/...) and the figures beside it;
 the newest one goes between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, its figures into docs/figures/, so
@@ -28,7 +28,10 @@ BLOCKS = {
     "paper": Block("*/*-paper/tables.md", "make paper"),
     "ablations": Block("*/*-ablations/ablations.md", "make ablations"),
     "seeds": Block("*/*-paper/seeds.md", "make paper SEEDS=0,1,2,3,4"),
+    # `make depth` and `make pieces` are plain `compnet train` runs: Hydra's run folder outputs/<date>/<time>-train
+    # holds the experiment's file (sweeps end in -multirun, and `make paper` nests its tables one level deeper)
     "depth": Block("*/*-train/depth.md", "make depth", ("depth.png",)),
+    "pieces": Block("*/*-train/pieces.md", "make pieces", ("pieces.png",)),
 }
 FIGURES = Path("docs/figures")
 

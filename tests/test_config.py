@@ -131,6 +131,7 @@ def test_unknown_group_option_lists_valid_names(group, valid):
         ("train", "init.peak_low=0.001 init.peak_high=0.005", "[0.01, 0.99]"),
         ("train", "seed=-1", "seed=-1"),
         ("train", "test_points=-1", "test_points=-1"),
+        ("train", "regions_every=-1", "regions_every=-1"),
         ("train", "experiment.targets=[x3,x4]", "'x4'"),
         ("train", "experiment.methods=[enforced,best]", "'best'"),
         ("train", "regime=pretrain init=kaiming", "init=kaiming"),

@@ -15,6 +15,7 @@ from compnet import kernel
 from compnet.experiment import reparam_of, run
 from compnet.methods import PEAK_CLAMP
 from compnet.model import Shapes, encode, forward, law_scales, to_sequential
+from compnet.pieces import count_linear_pieces
 from compnet.reference import pretrain_loop, raw_loop
 from compnet.targets import get_target, train_grid
 from compnet.targets import test_grid as held_out_grid  # a test_* name would be collected
@@ -156,6 +157,57 @@ def test_pieces_are_counted_per_stage(compose):
     (r,), _ = run(compose("trials=3", "epochs=10", "points=50", "depth=4"))
     assert r.pieces["init"] == [16] * 3 and r.pieces["pretrain"] == [16] * 3
     assert len(r.pieces["final"]) == 3 and len(r.wasted_final) == 3
+
+
+TINY_PIECES = ["experiment.methods=[default,enforced]", "trials=3", "points=30", "depth=3", "epochs=5"]
+
+
+def _each_trial(weights: torch.Tensor, depth: int) -> list[int]:
+    """The independent count: every trial exported as a plain nn.Sequential and counted on its own."""
+    return [count_linear_pieces(to_sequential(Shapes(depth).split(weights), t)) for t in range(weights.shape[0])]
+
+
+def test_counting_changes_no_trained_number(compose, engine):
+    common = [*TINY_PIECES, "experiment.targets=[x11]", f"engine={engine}"]
+    counted, _ = run(compose(*common, "regions_every=2"))
+    plain, _ = run(compose(*common))
+    for r, p in zip(counted, plain):
+        assert torch.equal(r.loss_train, p.loss_train) and torch.equal(r.final, p.final)
+        if r.cell.regime == "pretrain":
+            assert torch.equal(r.loss_pretrain, p.loss_pretrain) and torch.equal(r.pretrained, p.pretrained)
+        assert r.pieces_by_epoch and p.pieces_by_epoch == {}
+
+
+def test_pieces_through_training_are_the_trained_networks_counted(compose):
+    """regions_every=2 with 5 epochs per stage counts at epochs 0, 2, 4, 5 of each stage: each count is that of
+    the network a run of exactly that many epochs ends with, counted trial by trial."""
+    common = [*TINY_PIECES, "experiment.targets=[x11]"]
+    counted, _ = run(compose(*common, "regions_every=2"))
+    default, enforced = counted
+    assert list(default.pieces_by_epoch) == ["train"] and list(enforced.pieces_by_epoch) == ["pretrain", "train"]
+    assert list(enforced.pieces_by_epoch["pretrain"]) == [0, 2, 4, 5] == list(enforced.pieces_by_epoch["train"])
+    for epoch in (0, 2, 4, 5):
+        pre = run(compose(*common, f"regime.pretrain_epochs={epoch}"))[0][1]
+        assert enforced.pieces_by_epoch["pretrain"][epoch] == _each_trial(pre.pretrained, 3), epoch
+        raw = run(compose(*common, f"regime.finetune_epochs={epoch}", f"regime.direct_epochs={epoch}"))[0]
+        assert default.pieces_by_epoch["train"][epoch] == _each_trial(raw[0].final, 3), epoch
+        assert enforced.pieces_by_epoch["train"][epoch] == _each_trial(raw[1].final, 3), epoch
+    assert enforced.pieces_by_epoch["pretrain"][0] == enforced.pieces["init"]
+    assert enforced.pieces_by_epoch["train"][5] == enforced.pieces["final"]
+
+
+def test_a_compositional_network_has_2_to_the_d_pieces_at_epoch_0(compose):
+    (r,), _ = run(compose("init=manifold", "regime=direct", "epochs=0", "depth=6", "trials=3", "regions_every=1"))
+    assert r.pieces_by_epoch == {"train": {0: [64] * 3}}
+
+
+def test_a_diverged_trial_counts_minus_one_from_the_epoch_its_loss_blew_up(compose):
+    (r,), _ = run(compose("init=kaiming", "lr=1e30", "trials=2", "epochs=3", "points=20", "regions_every=1"))
+    counts, loss = r.pieces_by_epoch["train"], r.loss_train
+    for epoch in range(4):
+        gone = ~torch.isfinite(loss[: epoch + 1]).all(0)
+        assert [n == -1 for n in counts[epoch]] == gone.tolist(), epoch
+    assert min(counts[0]) >= 1 and counts[3] == [-1, -1]
 
 
 @pytest.mark.slow

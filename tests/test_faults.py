@@ -52,12 +52,14 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
 
 
 def test_a_finished_run_folder_is_not_reused_unless_asked(tmp_path):
-    compnet_api.train("experiment=table1", "experiment.methods=[default]", *TINY, out=tmp_path)
+    compnet_api.train("experiment=table1", "experiment.methods=[default]", *TINY, "regions_every=1", out=tmp_path)
+    assert (tmp_path / "pieces.md").is_file()
     with pytest.raises(ConfigError, match="already holds a finished run"):
         compnet_api.train(*TINY, out=tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
     compnet_api.train(*TINY, "overwrite=true", out=tmp_path)  # a single run where an experiment was
     assert not (tmp_path / "x3-default").exists() and not (tmp_path / "table.md").exists()
+    assert not (tmp_path / "pieces.md").exists()
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "notes.txt").read_text() == "mine"
     assert len(compnet_api.load_run(tmp_path).summaries) == 1
     (tmp_path / "afile").write_text("")

@@ -103,3 +103,39 @@ def test_nothing_is_written_without_out(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [] and res.folder is None
     assert len(res.trials) == 2 and list(res.trials.cell) == ["x3-enforced"] * 2
     assert "folder" not in res.summaries[0]
+
+
+def test_pieces_csv_holds_every_trial_at_every_counted_epoch(tmp_path):
+    """One row per trial and counted epoch of each stage (2 trials × epochs 0, 2, 4, 5 of two stages); read back
+    by load_run; without regions_every no file and no table."""
+    compnet.train("trials=2", "epochs=5", "points=20", "plots=false", "regions_every=2", out=tmp_path / "on")
+    pieces = pd.read_csv(tmp_path / "on" / "pieces.csv")
+    assert list(pieces.columns) == ["trial", "stage", "epoch", "pieces"] and len(pieces) == 2 * 4 * 2
+    assert set(pieces.groupby(["stage", "epoch"]).trial.apply(tuple)) == {(0, 1)}
+    assert sorted(set(pieces.epoch)) == [0, 2, 4, 5] and list(dict.fromkeys(pieces.stage)) == ["pretrain", "train"]
+    back = compnet.load_run(tmp_path / "on")
+    assert back.pieces.drop(columns="cell").equals(pieces) and set(back.pieces.cell) == {"x3-enforced"}
+    off = compnet.train("trials=2", "epochs=5", "points=20", "plots=false", out=tmp_path / "off")
+    assert not (tmp_path / "off" / "pieces.csv").exists() and off.pieces is None
+    assert compnet.load_run(tmp_path / "off").pieces is None
+
+
+def test_an_experiment_tabulates_and_draws_its_pieces(tmp_path):
+    """pieces.md (title, provenance, a row per cell) and pieces.png at the experiment folder, pieces.png per cell."""
+    from compnet import plots
+
+    res = compnet.train(
+        "experiment=table1", "experiment.methods=[default,enforced]", "trials=2", "epochs=4", "points=20",
+        "plots=false", "regions_every=2", out=tmp_path,
+    )  # fmt: skip
+    title, _, provenance, _, _, _, *table = (tmp_path / "pieces.md").read_text().splitlines()
+    assert title.startswith("# ") and provenance.startswith("Produced on")
+    assert "pieces counted every 2 epochs" in provenance
+    rows = {tuple(cols[:2]): cols[2:] for cols in ([c.strip() for c in line.split("|")[1:-1]] for line in table)}
+    cells = [(t, m) for t in ("x3", "x11") for m in ("Default network", "Differentiability enforced")]
+    assert list(rows) == cells
+    assert rows[("x3", "Differentiability enforced")][:2] == ["32 [32, 32]"] * 2  # init, end of pretraining
+    assert rows[("x3", "Default network")][1] == "—" and rows[("x3", "Default network")][3] == "32"  # 2^d
+    assert len(res.pieces) == 4 * 2 * 3 + 2 * 2 * 3  # trials × epochs 0, 2, 4: both stages, or the raw one
+    assert plots.draw_pieces_experiment(tmp_path, res.summaries, res.pieces).is_file()
+    assert tmp_path / "x3-enforced" / "pieces.png" in plots.draw_run(tmp_path / "x3-enforced")

@@ -131,3 +131,18 @@ def test_make_paper_over_two_seeds_writes_each_seed_and_their_spread(tmp_path: P
     enforced_x3 = next(s for s in first if (s["method"], s["target"]) == ("enforced", "x3"))
     assert f"{enforced_x3['min_mse']:.2e}" in (root / "tables.md").read_text()
     assert "Seed 1 (of 2" in (root / "tables.md").read_text()
+
+
+def test_make_pieces_output_is_found_where_hydra_puts_the_run(tmp_path: Path, monkeypatch):
+    """`make pieces` is a plain `compnet train` run (conf/common.yaml: outputs/<date>/<time>-train): its pieces.md
+    goes between the pieces markers and its pieces.png to docs/figures/; a sweep's or a nested one is not it."""
+    _write(tmp_path / "README.md", README + "<!-- pieces:begin -->\nold\n<!-- pieces:end -->\n")
+    out = tmp_path / "outputs" / "2026-11-30"
+    _write(out / "07-00-00-000000-train" / "pieces.md", "# Linear pieces\n\nNEW PIECES\n")
+    (out / "07-00-00-000000-train" / "pieces.png").write_bytes(b"png")
+    _write(out / "08-00-00-000000-train-multirun" / "0-x" / "pieces.md", "# S\n\nSWEEP\n")
+    _write(out / "09-00-00-000000-paper" / "table1" / "pieces.md", "# P\n\nNESTED\n")
+    monkeypatch.chdir(tmp_path)
+    readme.main()
+    assert "<!-- pieces:begin -->\nNEW PIECES\n<!-- pieces:end -->" in (tmp_path / "README.md").read_text()
+    assert (tmp_path / "docs" / "figures" / "pieces.png").read_bytes() == b"png"

@@ -155,3 +155,24 @@ def test_pretraining_keeps_exactly_2_to_the_d_pieces():
             fit = pretrain(reparam, peaks, free_mask, sign, x, y, epochs, 1e-2)
             flat = Shapes.join(reparam.layers(fit.params, free_mask, sign))
             assert trial_pieces(Shapes(d), flat)[0] == [2**d] * T, f"free={free}, after {epochs} epochs"
+
+
+def test_snapshots_are_stitched_across_worker_slices(engine):
+    """Snapshots of 130 trials on two worker threads equal those of one thread, and a lone trial's (trained
+    beside a copy of itself) equal its row of the batch; both stages keep them at epochs 0, 3, 6, 7."""
+    shapes, x = Shapes(3), train_grid(20)
+    y = get_target("x3")(x).expand(130, -1)
+    start = random_weights("kaiming", shapes, generators(0, 130))
+    fused = engine == "fused"
+    one, two = (train_raw(shapes, start, x, y, 7, 1e-2, w, fused, keep_every=3) for w in (1, 2))
+    alone = train_raw(shapes, start[:1], x, y[:1], 7, 1e-2, 1, fused, keep_every=3)
+    assert [s.epoch for s in two.snapshots] == [0, 3, 6, 7]
+    for a, b, c in zip(one.snapshots, two.snapshots, alone.snapshots):
+        assert a.epoch == b.epoch == c.epoch
+        assert torch.equal(a.params[0], b.params[0]) and torch.equal(a.params[0][:1], c.params[0])
+    assert torch.equal(two.snapshots[0].params[0], start) and torch.equal(two.snapshots[-1].params[0], two.params[0])
+    peaks = _peaks(130, 4, 3).float()
+    sign, free = torch.full((130,), -1.0), torch.zeros(130, dtype=torch.bool)
+    pre = pretrain(Reparam(), peaks, free, sign, x, y, 7, 1e-2, workers=2, fused=fused, keep_every=3)
+    assert [s.epoch for s in pre.snapshots] == [0, 3, 6, 7]
+    assert all(torch.equal(a, b) for a, b in zip(pre.snapshots[-1].params, pre.params))
