@@ -102,15 +102,15 @@ def write_pieces(out: Path, run: Any, cfg: Any) -> None:
 
     from compnet import runs, tables
 
-    r = cfg.regime
+    r, depths = cfg.regime, ", ".join(map(str, cfg.experiment.depths or [cfg.depth]))
     provenance = (
         f"Produced on {date.today()} at commit {runs.source_commit() or 'unknown'} by `compnet train`: experiment "
-        f"{cfg.experiment.name}, {cfg.trials} trials per cell, depth {cfg.depth}, {r.pretrain_epochs} pretraining + "
+        f"{cfg.experiment.name}, {cfg.trials} trials per cell, depth {depths}, {r.pretrain_epochs} pretraining + "
         f"{r.finetune_epochs} raw epochs ({r.direct_epochs} without pretraining), pieces counted every "
         f"{cfg.regions_every} epochs."
     )
     tables.write_pieces(out, run.summaries, run.pieces, provenance)
-    if cfg.plots:
+    if cfg.plots and not cfg.experiment.depths:  # one line per method: depths would be pooled (each cell draws its own)
         from compnet import plots
 
         plots.draw_pieces_experiment(out, run.summaries, run.pieces)

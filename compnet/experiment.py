@@ -216,7 +216,9 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         pieces = {"init": trial_pieces(shapes, starts[i].flat)[0]}
         if weights_pre is not None:
             pieces["pretrain"] = trial_pieces(shapes, weights_pre)[0]
-        pieces["final"], wasted = trial_pieces(shapes, final)
+        counts, wasted = trial_pieces(shapes, final)
+        # a frozen trial's weights are finite, but what it ends with is not a trained network: −1, as in pieces.csv
+        pieces["final"], wasted = ([-1 if d else n for n, d in zip(ns, diverged.tolist())] for ns in (counts, wasted))
         results.append(
             CellResult(
                 cell=cell,

@@ -24,8 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from compnet.methods import cell_name, method_label, method_order
-from compnet.runs import FIGURES, PIECES, STAGES, read_summary, settings_recorded
+from compnet.methods import method_label, method_order
+from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
@@ -185,7 +185,7 @@ def draw_pieces_experiment(folder: Path, summaries: list[dict[str, Any]], pieces
     for ax, target in zip(axes, targets):
         cells = [s for s in summaries if s["target"] == target]
         for s in cells:
-            rows = pieces[pieces.cell == cell_name(s["target"], s["method"])]
+            rows = pieces[pieces.cell == cell_of(s)]
             _draw_spread(ax, _spread(rows, switch), f"C{methods.index(s['method'])}", method_label(s["method"]))
         _pieces_axes(ax, {settings_recorded(s)["depth"] for s in cells}, switch)
         ax.set_title(target)

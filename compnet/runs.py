@@ -75,13 +75,18 @@ class Run:
         cells = sorted(
             cells, key=lambda c: (target_order(c[0]["target"]), method_order(c[0]["method"]), c[0].get("folder", ""))
         )
-        names = [cell_name(s["target"], s["method"]) for s, _, _ in cells]
+        names = [cell_of(s) for s, _, _ in cells]
         tags = [{"cell": name} for name in names]
         if len(set(names)) < len(names):  # a sweep over a setting: the same cell in several jobs
             tags = [t | {"run": str(Path(s["folder"]).relative_to(folder))} for t, (s, _, _) in zip(tags, cells)]
         trials = _rows([c[1] for c in cells], tags, TRIAL_COLUMNS)
         pieces = _rows([c[2] for c in cells], tags, PIECES_COLUMNS)
         return cls(pd.DataFrame() if trials is None else trials, [c[0] for c in cells], folder, list(missing), pieces)
+
+
+def cell_of(summary: dict[str, Any]) -> str:
+    """A summary's cell name (its folder in an experiment; summaries before experiment.depths lack it)."""
+    return summary.get("cell") or cell_name(summary["target"], summary["method"])
 
 
 def _rows(frames: list[pd.DataFrame | None], tags: list[dict[str, str]], columns: list[str]) -> pd.DataFrame | None:
@@ -184,6 +189,7 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
     finite = ~trials["diverged"]
     s: dict[str, Any] = {
         "experiment": cfg.experiment.name,
+        "cell": r.cell.name,
         "target": r.cell.target,
         "method": r.cell.method,
         "method_label": method_label(r.cell.method),

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from compnet.methods import cell_name, method_label, method_order
+from compnet.methods import method_label, method_order
 from compnet.paper import paper_value
-from compnet.runs import settings_recorded
+from compnet.runs import cell_of, settings_recorded
 from compnet.targets import target_order
 
 
@@ -179,7 +179,7 @@ def pieces_table(summaries: list[dict[str, Any]], pieces: pd.DataFrame) -> pd.Da
     at the end of pretraining and at the end of training, median [min, max], beside 2^d."""
     rows = []
     for s in summaries:
-        cell = pieces[pieces.cell == cell_name(s["target"], s["method"])]
+        cell = pieces[pieces.cell == cell_of(s)]
         pretrained = _pieces_at(cell, "pretrain", first=False)
         rows.append(
             {
@@ -188,6 +188,7 @@ def pieces_table(summaries: list[dict[str, Any]], pieces: pd.DataFrame) -> pd.Da
                 "init": _spread(_pieces_at(cell, "pretrain" if pretrained is not None else "train", first=True)),
                 "end of pretraining": _spread(pretrained),
                 "end of training": _spread(_pieces_at(cell, "train", first=False)),
+                "depth": str(settings_recorded(s)["depth"]),
                 "2^d": str(2 ** settings_recorded(s)["depth"]),
             }
         )

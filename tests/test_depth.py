@@ -80,3 +80,15 @@ def test_yarotsky_reference_is_its_closed_form(d):
     assert depth.yarotsky_mse(d, 2000) == pytest.approx(2.0 ** (-4 * d) / 30, rel=1e-2)
     assert depth.yarotsky_mse(d, 2000) / depth.yarotsky_mse(d + 1, 2000) == pytest.approx(16, rel=0.05)
     assert not math.isclose(depth.yarotsky_mse(d, 20), 2.0 ** (-4 * d) / 30, rel_tol=1e-6)  # it is the grid's
+
+
+def test_pieces_through_training_are_kept_apart_per_depth(tmp_path):
+    run = compnet.train(
+        "experiment=depth", "experiment.targets=[x3]", "experiment.methods=[enforced]", "experiment.depths=[1,3]",
+        "regions_every=2", *TINY, out=tmp_path,
+    )  # fmt: skip
+    assert set(run.pieces.cell) == {"x3-enforced-d01", "x3-enforced-d03"}
+    first = run.pieces[(run.pieces.stage == "pretrain") & (run.pieces.epoch == 0)]
+    assert first.groupby("cell").pieces.max().to_dict() == {"x3-enforced-d01": 2, "x3-enforced-d03": 8}
+    rows = [line for line in (tmp_path / "pieces.md").read_text().splitlines() if "enforced" in line]
+    assert len(rows) == 2 and "8 [8, 8]" in rows[1] and "| 3 " in rows[1]

@@ -208,6 +208,7 @@ def test_a_diverged_trial_counts_minus_one_from_the_epoch_its_loss_blew_up(compo
         gone = ~torch.isfinite(loss[: epoch + 1]).all(0)
         assert [n == -1 for n in counts[epoch]] == gone.tolist(), epoch
     assert min(counts[0]) >= 1 and counts[3] == [-1, -1]
+    assert r.diverged.all() and r.pieces["final"] == [-1, -1] and r.wasted_final == [-1, -1]  # as trials.csv says
 
 
 @pytest.mark.slow

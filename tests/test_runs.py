@@ -135,7 +135,7 @@ def test_an_experiment_tabulates_and_draws_its_pieces(tmp_path):
     cells = [(t, m) for t in ("x3", "x11") for m in ("Default network", "Differentiability enforced")]
     assert list(rows) == cells
     assert rows[("x3", "Differentiability enforced")][:2] == ["32 [32, 32]"] * 2  # init, end of pretraining
-    assert rows[("x3", "Default network")][1] == "—" and rows[("x3", "Default network")][3] == "32"  # 2^d
+    assert rows[("x3", "Default network")][1] == "—" and rows[("x3", "Default network")][3:] == ["5", "32"]  # d, 2^d
     assert len(res.pieces) == 4 * 2 * 3 + 2 * 2 * 3  # trials × epochs 0, 2, 4: both stages, or the raw one
     assert plots.draw_pieces_experiment(tmp_path, res.summaries, res.pieces).is_file()
     assert tmp_path / "x3-enforced" / "pieces.png" in plots.draw_run(tmp_path / "x3-enforced")
