@@ -62,6 +62,12 @@ class Engine(str, Enum):
     torch = "torch"  # torch's ops and autograd: the reference the kernel is tested against
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"  # torch's ops on the GPU (the fused kernel is CPU-only)
+    auto = "auto"  # cuda where torch sees one (and the engine is not fused), else cpu
+
+
 class DType(str, Enum):
     float32 = "float32"
     float64 = "float64"
@@ -113,6 +119,7 @@ class TrainConf:
     experiment: ExperimentConf = opt(factory=ExperimentConf)
     model: ModelConf = opt(factory=ModelConf)
     trials: int = opt(30, "trials per cell")
+    trial_start: int = opt(0, "first trial's index: trials trial_start … trial_start+trials−1")
     seed: int = opt(0, "trial i draws from SeedSequence([seed, i])")
     depth: int = opt(5, "hidden layers (width 4)")
     epochs: int = opt(
@@ -126,6 +133,7 @@ class TrainConf:
     workers: int = opt(0, "threads training slices of the trials; 0 = one per core", inert=True)
     overwrite: bool = opt(False, "reuse a run folder that holds a finished run (its results are replaced)", inert=True)
     engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
+    device: Device = opt(Device.cpu, "cpu | cuda | auto: where torch's ops train (cuda: engine=torch)")
 
 
 @dataclass
@@ -311,6 +319,7 @@ def validate(cfg: Any) -> None:
     _check(all(d >= 1 for d in depths), f"experiment.depths={depths}: every depth must be >= 1")
     _check(len(set(depths)) == len(depths), f"experiment.depths={depths}: a depth is listed twice")
     _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
+    _check(cfg.trial_start >= 0, f"trial_start={cfg.trial_start}: need trial_start >= 0")
     _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
     _check(cfg.test_points >= 0, f"test_points={cfg.test_points}: need test_points >= 0")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be finite and > 0")
@@ -319,6 +328,10 @@ def validate(cfg: Any) -> None:
         _check(n >= 0, f"regime.{key}={n}: epochs must be >= 0")
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
+    _check(
+        not (cfg.engine == "fused" and cfg.device == "cuda"),  # str enums: equal to their values
+        "engine=fused runs on the CPU only; with device=cuda use engine=torch or engine=auto",
+    )
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
     if cfg.experiment.methods:
