@@ -392,3 +392,21 @@ def test_runs_from_different_machines_or_engines_are_flagged():
         "runs from 2 CPU models side by side: AMD EPYC, Intel Xeon",
         "runs of 2 engines side by side: fused, torch",
     ]
+
+
+def test_merged_shards_from_different_cpus_or_kernel_builds_are_flagged():
+    """A row merged from shards (runs.merge_shards) is as many runs as it has shards: each one's CPU model
+    and kernel SIMD width count."""
+    from compnet.tables import mixed_provenance
+
+    def shard(cpu: str, lanes: int) -> dict:
+        kernel = {"cpu": cpu, "lanes_f32": lanes, "lanes_f64": lanes // 2}
+        return summary("enforced", "x3", 4e-7) | {"produced_by": {"host": "a", "cpu": cpu, "kernel": kernel}}
+
+    same = summary("enforced", "x3", 4e-7) | {"shards": [shard("AMD EPYC", 8), shard("AMD EPYC", 8)]}
+    assert mixed_provenance([same]) == []
+    mixed = summary("enforced", "x3", 4e-7) | {"shards": [shard("AMD EPYC", 8), shard("Intel Xeon", 16)]}
+    assert mixed_provenance([mixed]) == [
+        "runs from 2 CPU models side by side: AMD EPYC, Intel Xeon",
+        "runs from 2 kernel SIMD widths side by side: 16/8 lanes (float32/float64), 8/4 lanes (float32/float64)",
+    ]
