@@ -75,7 +75,8 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
     ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {target.label}")
     for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        ax.plot(x, pred[t], color=color, lw=1, label=f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e})")
+        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e})"
+        ax.plot(x, pred[t], color=color, lw=1, label=label)
         ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
     xs = weights["x"]
     ax.plot(xs, target(torch.from_numpy(xs)), ".", color="gray", ms=2, label=f"{len(xs)} training points")
