@@ -41,6 +41,11 @@ def check(cfg: Any, app: str) -> None:
             raise config.ConfigError(
                 f"engine=fused: the kernel does not build here ({why}); use engine=auto or engine=torch"
             )
+    if cfg.logger == "tensorboard":
+        from compnet import tblog
+
+        if why := tblog.unavailable():
+            raise config.ConfigError(why)
     if cfg.device == "cuda":
         import torch
 
@@ -71,6 +76,10 @@ def train(cfg: Any, out: Path | None) -> Any:
         summary = runs.summary_of(r, trials, cfg, wall, len(results))
         if out is not None:
             folder = out if single else out / r.cell.name
+            if cfg.logger == "tensorboard":  # before summary.json, which marks the cell finished
+                from compnet import tblog
+
+                tblog.write_events(folder, r, summary)
             runs.write_cell(folder, r, trials, summary, draw=cfg.plots)
             summary["folder"] = str(folder)
         cells.append((summary, trials))

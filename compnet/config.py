@@ -68,6 +68,11 @@ class Device(str, Enum):
     auto = "auto"  # cuda where torch sees one (and the engine is not fused), else cpu
 
 
+class Logger(str, Enum):
+    none = "none"
+    tensorboard = "tensorboard"  # event files in each cell's folder (compnet/tblog.py)
+
+
 class DType(str, Enum):
     float32 = "float32"
     float64 = "float64"
@@ -134,6 +139,7 @@ class TrainConf:
     overwrite: bool = opt(False, "reuse a run folder that holds a finished run (its results are replaced)", inert=True)
     engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
     device: Device = opt(Device.cpu, "cpu | cuda | auto: where torch's ops train (cuda: engine=torch)")
+    logger: Logger = opt(Logger.none, "none | tensorboard: event files in each cell's folder", inert=True)
 
 
 @dataclass
@@ -255,7 +261,7 @@ def _one_of(what: str, value: str, valid) -> None:
 
 
 def _check_keys(cfg: Any, schema: type, app: str) -> None:
-    """Refuse keys the schema does not know, however they were added (`+device=cuda`): silently ignored,
+    """Refuse keys the schema does not know, however they were added (`+gpus=1`): silently ignored,
     they would only make the user believe they had an effect."""
     known = {key for key, _, _ in _fields(schema)}
     prefixes = {key.rsplit(".", 1)[0] for key in known if "." in key}

@@ -43,6 +43,7 @@ STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold ne
 FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's (logger=tensorboard, tblog.write_events)
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 STATS = ("min", "mean", "median", "max")
@@ -280,6 +281,8 @@ def clear(folder: Path) -> None:
         shutil.rmtree(cell)
     for name in RESULT_FILES:
         (folder / name).unlink(missing_ok=True)
+    for events in folder.glob(EVENT_FILES):
+        events.unlink()
 
 
 def read_summary(folder: Path) -> dict[str, Any]:
