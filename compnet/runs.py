@@ -1,7 +1,7 @@
 """The run folder, in both directions: what a trained cell leaves on disk, and reading it back.
 
 A run folder (one cell) holds:
-- trials.csv   one row per trial: trial, seed, mse (final), mse_init, [mse_pretrain], [test_mse], diverged,
+- trials.csv   one row per trial: trial (its global index, from `trial_start`), seed, mse (final), mse_init, [mse_pretrain], [test_mse], diverged,
                collapsed, pieces_init, [pieces_pretrain], pieces_final, wasted_final (−1: diverged);
 - summary.json target, method, init, regime, n_trials, min/mean/median/max MSE over the finite trials,
                n_collapsed, n_diverged, wall_seconds (training only), region means over the finite trials,
@@ -12,7 +12,8 @@ A run folder (one cell) holds:
 - weights.npz  raw weights [T, P] at start, after pretraining and at the end, and the training points x.
 
 An experiment's run folder holds one such folder per cell; a Hydra sweep folder one run folder per job.
-`load_run` reads any of them back into the `Run` that `compnet.train` returns.
+`load_run` reads any of them back into the `Run` that `compnet.train` returns; shards of one configuration
+(runs that differ only in `trial_start` and `trials`) come back merged into one cell (`merge_shards`).
 """
 
 from __future__ import annotations
