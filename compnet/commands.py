@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compnet import config
-from compnet.methods import is_experiment
+from compnet.methods import is_experiment, plan
 
 log = logging.getLogger("compnet")
 
@@ -41,6 +41,18 @@ def check(cfg: Any, app: str) -> None:
             raise config.ConfigError(
                 f"engine=fused: the kernel does not build here ({why}); use engine=auto or engine=torch"
             )
+    if cfg.logger == "tensorboard":
+        from compnet import tblog
+
+        if why := tblog.unavailable():
+            raise config.ConfigError(why)
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise config.ConfigError(
+                f"device=cuda: torch {torch.__version__} sees no CUDA device here; use device=cpu or device=auto"
+            )
 
 
 def train(cfg: Any, out: Path | None) -> Any:
@@ -54,7 +66,7 @@ def train(cfg: Any, out: Path | None) -> Any:
         runs.check_reusable(out, cfg.overwrite)
         if cfg.overwrite:
             runs.clear(out)
-    if cfg.engine == "auto" and (why := kernel.unavailable()):
+    if cfg.engine == "auto" and experiment.device_of(cfg).type == "cpu" and (why := kernel.unavailable()):
         log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 2.3–3× slower): %s", why)
     results, wall = experiment.run(cfg)
     single = not is_experiment(cfg)
@@ -64,6 +76,10 @@ def train(cfg: Any, out: Path | None) -> Any:
         summary = runs.summary_of(r, trials, cfg, wall, len(results))
         if out is not None:
             folder = out if single else out / r.cell.name
+            if cfg.logger == "tensorboard":  # before summary.json, which marks the cell finished
+                from compnet import tblog
+
+                tblog.write_events(folder, r, summary)
             runs.write_cell(folder, r, trials, summary, draw=cfg.plots, pieces=pieces)
             summary["folder"] = str(folder)
         cells.append((summary, trials, pieces))
@@ -211,11 +227,38 @@ def _output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def _resumed(cfg: Any, out: Path) -> bool:
+    """A sweep run again into its folder (the same hydra.sweep.dir) resumes: a job whose folder holds all
+    its cells from an earlier try is skipped, with one line; one holding only some (interrupted while
+    writing an experiment's cells) is cleared and trained again. Not with overwrite=true, which trains all."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from compnet import runs
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or cfg.overwrite:
+        return False
+    job = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)})"
+    cells = [out / c.name for c in plan(cfg)] if is_experiment(cfg) else [out]
+    if all((c / runs.SUMMARY).is_file() for c in cells):
+        log.info("%s: finished in an earlier try, skipped (%s)", job, out)
+        return True
+    if runs.finished(out):
+        log.info("%s: part of an earlier try's cells in %s, trained again", job, out)
+        runs.clear(out)
+    return False
+
+
 def train_job(cfg: Any) -> None:
-    """The Hydra task of `compnet train`: train into Hydra's run folder, print an experiment's table."""
+    """The Hydra task of `compnet train`: train into Hydra's run folder (a sweep's finished jobs are
+    skipped, see `_resumed`), print an experiment's table."""
     from compnet import tables
 
-    run = train(cfg, _output_dir())
+    out = _output_dir()
+    if _resumed(cfg, out):
+        return
+    run = train(cfg, out)
     if is_experiment(cfg):
         print(tables.to_markdown(tables.table(run.summaries, tables.metric_of(run.summaries))))
 

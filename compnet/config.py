@@ -62,6 +62,17 @@ class Engine(str, Enum):
     torch = "torch"  # torch's ops and autograd: the reference the kernel is tested against
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"  # torch's ops on the GPU (the fused kernel is CPU-only)
+    auto = "auto"  # cuda where torch sees one (and the engine is not fused), else cpu
+
+
+class Logger(str, Enum):
+    none = "none"
+    tensorboard = "tensorboard"  # event files in each cell's folder (compnet/tblog.py)
+
+
 class DType(str, Enum):
     float32 = "float32"
     float64 = "float64"
@@ -113,6 +124,7 @@ class TrainConf:
     experiment: ExperimentConf = opt(factory=ExperimentConf)
     model: ModelConf = opt(factory=ModelConf)
     trials: int = opt(30, "trials per cell")
+    trial_start: int = opt(0, "first trial's index: trials trial_start … trial_start+trials−1")
     seed: int = opt(0, "trial i draws from SeedSequence([seed, i])")
     depth: int = opt(5, "hidden layers (width 4)")
     epochs: int = opt(
@@ -129,6 +141,8 @@ class TrainConf:
     workers: int = opt(0, "threads training slices of the trials; 0 = one per core", inert=True)
     overwrite: bool = opt(False, "reuse a run folder that holds a finished run (its results are replaced)", inert=True)
     engine: Engine = opt(Engine.auto, "auto | fused (the C kernel) | torch (its reference)")
+    device: Device = opt(Device.cpu, "cpu | cuda | auto: where torch's ops train (cuda: engine=torch)")
+    logger: Logger = opt(Logger.none, "none | tensorboard: event files in each cell's folder", inert=True)
 
 
 @dataclass
@@ -250,7 +264,7 @@ def _one_of(what: str, value: str, valid) -> None:
 
 
 def _check_keys(cfg: Any, schema: type, app: str) -> None:
-    """Refuse keys the schema does not know, however they were added (`+device=cuda`): silently ignored,
+    """Refuse keys the schema does not know, however they were added (`+gpus=1`): silently ignored,
     they would only make the user believe they had an effect."""
     known = {key for key, _, _ in _fields(schema)}
     prefixes = {key.rsplit(".", 1)[0] for key in known if "." in key}
@@ -314,6 +328,7 @@ def validate(cfg: Any) -> None:
     _check(all(d >= 1 for d in depths), f"experiment.depths={depths}: every depth must be >= 1")
     _check(len(set(depths)) == len(depths), f"experiment.depths={depths}: a depth is listed twice")
     _check(cfg.trials >= 1, f"trials={cfg.trials}: need trials >= 1")
+    _check(cfg.trial_start >= 0, f"trial_start={cfg.trial_start}: need trial_start >= 0")
     _check(cfg.points >= 2, f"points={cfg.points}: need points >= 2")
     _check(cfg.test_points >= 0, f"test_points={cfg.test_points}: need test_points >= 0")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be finite and > 0")
@@ -323,6 +338,10 @@ def validate(cfg: Any) -> None:
     _check(cfg.seed >= 0, f"seed={cfg.seed}: need seed >= 0")
     _check(cfg.workers >= 0, f"workers={cfg.workers}: need >= 0 (0 = one per core)")
     _check(cfg.regions_every >= 0, f"regions_every={cfg.regions_every}: need >= 0 (0 = off)")
+    _check(
+        not (cfg.engine == "fused" and cfg.device == "cuda"),  # str enums: equal to their values
+        "engine=fused runs on the CPU only; with device=cuda use engine=torch or engine=auto",
+    )
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
     if cfg.experiment.methods:

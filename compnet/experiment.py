@@ -36,6 +36,7 @@ BLOWUP_FRACTION = 1e6
 @dataclass
 class CellResult:
     cell: Cell
+    trial_start: int  # the global index of the first trial (a shard's `trial_start`)
     seeds: list[int]
     x: torch.Tensor  # training points
     var_target: float
@@ -50,6 +51,7 @@ class CellResult:
     collapsed: torch.Tensor  # [T] bool: the output is close to a constant (COLLAPSE_FRACTION)
     test_mse: torch.Tensor | None
     engine: str  # the engine that ran: fused | torch
+    device: str  # where it ran: cpu | cuda
     pieces: dict[str, list[int]]  # per stage (init, pretrain, final): linear pieces per trial, −1 if diverged
     wasted_final: list[int]  # hidden neurons that never change sign on [0, 1], per trial, −1 if diverged
     # regions_every=N: stage (pretrain, train) → epoch → linear pieces per trial, −1 once diverged
@@ -100,7 +102,7 @@ class Start:
 
 
 def start_of(cell: Cell, cfg: Any, shapes: Shapes, reparam: Reparam, x: torch.Tensor) -> Start:
-    gens, T = generators(cfg.seed, cfg.trials), cfg.trials
+    gens, T = generators(cfg.seed, cfg.trials, cfg.trial_start), cfg.trials
     target = get_target(cell.target)
     sign = torch.full((T,), target.sign, dtype=x.dtype)
     y = target(x).expand(T, -1)
@@ -157,49 +159,74 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
     return results, seconds
 
 
+def device_of(cfg: Any) -> torch.device:
+    """Where torch's ops train: `auto` is cuda where torch sees one, unless the engine insists on the fused
+    kernel (CPU-only), else cpu."""
+    device = _value(cfg.device)
+    if device == "auto":
+        device = "cuda" if _value(cfg.engine) != "fused" and torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _full_precision_matmuls() -> None:
+    """float32 products on the GPU as on the CPU: TF32 would keep 10 bits of the mantissa."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
 def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
-    """Train cells of one depth together."""
-    workers = cfg.workers or workers_default()
-    fused = kernel.resolve(_value(cfg.engine)) == "fused"
+    """Train cells of one depth together: on `device_of(cfg)`, the analysis afterwards on the CPU."""
+    device = device_of(cfg)
+    fused = kernel.resolve(_value(cfg.engine), device.type) == "fused"
+    if device.type == "cuda":
+        _full_precision_matmuls()
+    # one GPU is one stream of work: worker threads would only take turns on it
+    workers = 1 if device.type == "cuda" else cfg.workers or workers_default()
     T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
     x = train_grid(cfg.points, getattr(torch, _value(cfg.dtype)))
     starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
     clock = Stopwatch()
     every = cfg.regions_every
     kept: list[Kept] = []
+    xd = x.to(device)  # on the CPU, `to` returns the tensor itself: the same numbers as before devices
 
     # stage 1: every pretraining cell in one batch (enforced and not-enforced side by side)
     pre = [i for i, c in enumerate(cells) if c.regime == "pretrain"]
     pretrained: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # loss, weights, peaks
     if pre:
-        free = torch.cat([torch.full((T,), cells[i].init == "compositional") for i in pre])
-        sign = torch.cat([starts[i].sign for i in pre])
+        free = torch.cat([torch.full((T,), cells[i].init == "compositional") for i in pre]).to(device)
+        sign = torch.cat([starts[i].sign for i in pre]).to(device)
         peaks, y = torch.cat([starts[i].peaks for i in pre]), torch.cat([starts[i].y for i in pre])
         with clock:
-            fit = pretrain(reparam, peaks, free, sign, x, y, cfg.regime.pretrain_epochs, cfg.lr, workers, fused, every)
-            flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach()
+            epochs = cfg.regime.pretrain_epochs
+            fit = pretrain(
+                reparam, peaks.to(device), free, sign, xd, y.to(device), epochs, cfg.lr, workers, fused, every
+            )
+            flat = Shapes.join(reparam.layers(fit.params, free, sign)).detach().cpu()  # waits for a GPU
         if fit.snapshots:  # rebuilt as the pretrained network is, outside the training clock
             with torch.no_grad():
-                weights = torch.stack([Shapes.join(reparam.layers(p, free, sign)) for _, p in fit.snapshots])
-            kept.append(Kept("pretrain", pre, [e for e, _ in fit.snapshots], weights, fit.history))
-        a = reparam.peak_values(fit.params[0])
+                weights = torch.stack([Shapes.join(reparam.layers(p, free, sign)) for _, p in fit.snapshots]).cpu()
+            kept.append(Kept("pretrain", pre, [e for e, _ in fit.snapshots], weights, fit.history.cpu()))
+        a, history = reparam.peak_values(fit.params[0]).cpu(), fit.history.cpu()
         for i, sl in zip(pre, _slices(len(pre), T)):
-            pretrained[i] = (fit.history[:, sl], flat[sl], a[sl])
+            pretrained[i] = (history[:, sl], flat[sl], a[sl])
 
     # stage 2: raw weights, one batch per number of epochs (direct and fine-tuning may differ)
     epochs_of = [cfg.regime.finetune_epochs if c.regime == "pretrain" else cfg.regime.direct_epochs for c in cells]
     trained: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # loss, weights, diverged
     for epochs in sorted(set(epochs_of)):
         group = [i for i, e in enumerate(epochs_of) if e == epochs]
-        flat = torch.cat([pretrained[i][1] if i in pretrained else starts[i].flat for i in group])
-        y = torch.cat([starts[i].y for i in group])
+        flat = torch.cat([pretrained[i][1] if i in pretrained else starts[i].flat for i in group]).to(device)
+        y = torch.cat([starts[i].y for i in group]).to(device)
         with clock:
-            fit = train_raw(shapes, flat, x, y, epochs, cfg.lr, workers, fused, every)
+            fit = train_raw(shapes, flat, xd, y, epochs, cfg.lr, workers, fused, every)
+            history, final, diverged = fit.history.cpu(), fit.params[0].cpu(), fit.diverged.cpu()  # waits for a GPU
         if fit.snapshots:
-            weights = torch.stack([p[0] for _, p in fit.snapshots])
-            kept.append(Kept("train", group, [e for e, _ in fit.snapshots], weights, fit.history))
+            weights = torch.stack([p[0] for _, p in fit.snapshots]).cpu()
+            kept.append(Kept("train", group, [e for e, _ in fit.snapshots], weights, history))
         for i, sl in zip(group, _slices(len(group), T)):
-            trained[i] = (fit.history[:, sl], fit.params[0][sl], fit.diverged[sl])
+            trained[i] = (history[:, sl], final[sl], diverged[sl])
 
     by_epoch = count_kept(shapes, kept, T) if kept else {}
     xt = test_grid(cfg.test_points, x.dtype) if cfg.test_points else None
@@ -222,7 +249,8 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         results.append(
             CellResult(
                 cell=cell,
-                seeds=[trial_seed(cfg.seed, t) for t in range(T)],
+                trial_start=cfg.trial_start,
+                seeds=[trial_seed(cfg.seed, t) for t in range(cfg.trial_start, cfg.trial_start + T)],
                 x=x,
                 var_target=float(starts[i].y[0].var(unbiased=False)),
                 loss_train=loss,
@@ -236,6 +264,7 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
                 collapsed=collapsed,
                 test_mse=test,
                 engine="fused" if fused else "torch",
+                device=device.type,
                 pieces=pieces,
                 wasted_final=wasted,
                 pieces_by_epoch=by_epoch.get(i, {}),

@@ -1,7 +1,8 @@
 """Initialisations, one random generator per trial (docs/method.md §4, §6).
 
-Trial i of a run with seed s draws everything from its own generator, seeded by SeedSequence([s, i]): its
-start does not depend on how many trials run beside it, and methods that start from peaks (manifold,
+Trial i of a run with seed s draws everything from its own generator, seeded by SeedSequence([s, i]) with i
+the trial's global index (`trial_start` + its place in the run): its start does not depend on how many
+trials run beside it nor on which shard of a run trains it, and methods that start from peaks (manifold,
 compositional) start trial i from the same peaks a_1 … a_{d+1} ~ U(low, high).
 
 Random weights, per layer with fan-in n:
@@ -32,8 +33,10 @@ def trial_seed(seed: int, trial: int) -> int:
     return int(np.random.SeedSequence([seed, trial]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def generators(seed: int, trials: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(trial_seed(seed, i)) for i in range(trials)]
+def generators(seed: int, trials: int, start: int = 0) -> list[torch.Generator]:
+    """The generators of trials start … start+trials−1: a shard of a run draws what those trials draw in
+    the whole run."""
+    return [torch.Generator().manual_seed(trial_seed(seed, i)) for i in range(start, start + trials)]
 
 
 def draw_peaks(gens: list[torch.Generator], n: int, low: float, high: float, dtype=torch.float32) -> torch.Tensor:

@@ -63,7 +63,8 @@ def _cpuinfo() -> list[str] | None:
         return None
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo's, else platform.processor()'s), None where neither tells."""
     info = _cpuinfo()
     if info is None:
         return platform.processor() or None
@@ -173,21 +174,23 @@ def describe() -> dict:
     built = _outcome()
     if isinstance(built, str):
         none = dict.fromkeys(["lanes_f32", "lanes_f64", "cc", "cc_command", "flags"])
-        return {**none, "cpu": _cpu_model(), "unavailable": built}
+        return {**none, "cpu": cpu_model(), "unavailable": built}
     return {
         "lanes_f32": built.lib.mlp_mse_f32_lanes(),
         "lanes_f64": built.lib.mlp_mse_f64_lanes(),
         "cc": (built.version.splitlines() or [""])[0],
         "cc_command": " ".join(built.cc),
         "flags": " ".join(built.flags),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "unavailable": None,
     }
 
 
-def resolve(engine: str) -> str:
-    """The engine a run uses: `auto` → fused where the kernel builds, else torch."""
-    return "fused" if engine == "fused" or (engine == "auto" and unavailable() is None) else "torch"
+def resolve(engine: str, device: str = "cpu") -> str:
+    """The engine a run uses: `auto` → fused where the kernel builds and training runs on the CPU (the
+    kernel is CPU code), else torch."""
+    auto_fused = engine == "auto" and device == "cpu" and unavailable() is None
+    return "fused" if engine == "fused" or auto_fused else "torch"
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

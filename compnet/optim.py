@@ -32,6 +32,12 @@ class Fit:
     snapshots: list[Snapshot] = field(default_factory=list)  # keep_every=N: epochs 0, N, 2N, … and the last
 
 
+def _mask(alive: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Per entry of the flat buffer, whether its trial is alive (each parameter's block is [T, ...])."""
+    T = alive.shape[0]
+    return torch.cat([alive.unsqueeze(1).expand(T, n // T).reshape(-1) for n in sizes])
+
+
 def adam(
     params: list[torch.Tensor],
     loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
@@ -62,8 +68,8 @@ def adam(
     with torch.no_grad():
         loss = loss_fn(leaves)
     T = loss.shape[0]
-    history = torch.empty(epochs + 1, T, dtype=loss.dtype)
-    alive = torch.ones(T, dtype=torch.bool)
+    history = torch.empty(epochs + 1, T, dtype=loss.dtype, device=loss.device)
+    alive = torch.ones(T, dtype=torch.bool, device=loss.device)
     keep, n_alive = torch.ones_like(flat, dtype=torch.bool), T
     snapshots: list[Snapshot] = []
 
@@ -72,6 +78,9 @@ def adam(
             snapshots.append(Snapshot(step, [leaf.detach().clone() for leaf in leaves]))  # flat moves in place
 
     snap(0)
+    # on a GPU, reading `alive` back every step would wait for the step: the mask is rebuilt there instead
+    # (the same mask, a few more ops); on the CPU reading it is free and the mask is rebuilt only when it changes
+    on_host = flat.device.type == "cpu"
     for step in range(1, epochs + 1):
         loss = loss_fn(leaves)
         history[step - 1] = loss.detach()
@@ -81,8 +90,10 @@ def adam(
             torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
         bc1, bc2 = 1 - b1**step, (1 - b2**step) ** 0.5
         with torch.no_grad():
-            if int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
-                keep, n_alive = torch.cat([alive.repeat_interleave(n // T) for n in sizes]), int(alive.sum())
+            if not on_host:
+                keep = _mask(alive, sizes)
+            elif int(alive.sum()) < n_alive:  # a trial diverged: freeze it (its gradient may be NaN)
+                keep, n_alive = _mask(alive, sizes), int(alive.sum())
             # torch.optim.Adam's update, spelt in ops that round once each (mul, plain add, div, sqrt): the
             # fused lerp_/addcmul_/addcdiv_ take a fused multiply-add on some CPUs and not on others, and
             # results would then depend on the machine (README: Reproducibility)

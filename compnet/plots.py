@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from compnet.methods import method_label, method_order
-from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
+from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, read_trials, settings_recorded
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 
@@ -34,11 +34,12 @@ if TYPE_CHECKING:
 
 
 def _ranked(trials: pd.DataFrame) -> dict[str, int]:
-    """Best, median and worst trial by final MSE among the finite ones."""
+    """Best, median and worst trial by final MSE among the finite ones: their rows in trials.csv, which are
+    their rows in weights.npz (the `trial` column holds global indices, which a shard does not start at 0)."""
     ok = trials[np.isfinite(trials["mse"])].sort_values("mse")
     if ok.empty:
         return {}
-    return {"best": int(ok.iloc[0].trial), "median": int(ok.iloc[len(ok) // 2].trial), "worst": int(ok.iloc[-1].trial)}
+    return {"best": int(ok.index[0]), "median": int(ok.index[len(ok) // 2]), "worst": int(ok.index[-1])}
 
 
 def _margins(width: float, height: float, left: float, top: float, hspace: float = 0.2, wspace: float = 0.2) -> dict:
@@ -76,7 +77,8 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
     ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {target.label}")
     for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        ax.plot(x, pred[t], color=color, lw=1, label=f"{name} (trial {t}, MSE {trials.loc[t, 'mse']:.2e})")
+        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e})"
+        ax.plot(x, pred[t], color=color, lw=1, label=label)
         ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
     xs = weights["x"]
     ax.plot(xs, target(torch.from_numpy(xs)), ".", color="gray", ms=2, label=f"{len(xs)} training points")
@@ -127,7 +129,7 @@ def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weigh
                 h = torch.relu(z)
     axes[0, 0].legend(fontsize=7)
     axes[0, 0].set_ylabel("pre-activation / its max")
-    fig.suptitle(f"Pre-activations of the best trial ({t}), {_title(summary)}")
+    fig.suptitle(f"Pre-activations of the best trial ({trials.loc[t, 'trial']}), {_title(summary)}")
     fig.savefig(path, dpi=110)
 
 
@@ -224,7 +226,7 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
         for s, label in zip(summaries, labels):
             if s["target"] != target:
                 continue
-            tr = pd.read_csv(Path(s["folder"]) / "trials.csv")
+            tr = read_trials(s)  # a merged run's from all its shards
             yrow = rows.index(label) + np.linspace(-0.15, 0.15, len(tr))
             ax.scatter(tr[metric].clip(lower=1e-12), yrow, c=np.where(tr["collapsed"], "tab:red", "tab:blue"), s=9)
         ax.set_xscale("log")

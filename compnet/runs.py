@@ -1,7 +1,7 @@
 """The run folder, in both directions: what a trained cell leaves on disk, and reading it back.
 
 A run folder (one cell) holds:
-- trials.csv   one row per trial: trial, seed, mse (final), mse_init, [mse_pretrain], [test_mse], diverged,
+- trials.csv   one row per trial: trial (its global index, from `trial_start`), seed, mse (final), mse_init, [mse_pretrain], [test_mse], diverged,
                collapsed, pieces_init, [pieces_pretrain], pieces_final, wasted_final (−1: diverged);
 - summary.json target, method, init, regime, n_trials, min/mean/median/max MSE over the finite trials,
                n_collapsed, n_diverged, wall_seconds (training only), region means over the finite trials,
@@ -14,7 +14,8 @@ A run folder (one cell) holds:
                epoch (within the stage), pieces (−1: diverged by then).
 
 An experiment's run folder holds one such folder per cell; a Hydra sweep folder one run folder per job.
-`load_run` reads any of them back into the `Run` that `compnet.train` returns.
+`load_run` reads any of them back into the `Run` that `compnet.train` returns; shards of one configuration
+(runs that differ only in `trial_start` and `trials`) come back merged into one cell (`merge_shards`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold ne
 FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's (logger=tensorboard, tblog.write_events)
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 PIECES_COLUMNS = ["trial", "stage", "epoch", "pieces", "cell", "run"]
@@ -99,7 +101,8 @@ def _rows(frames: list[pd.DataFrame | None], tags: list[dict[str, str]], columns
 
 
 def trials_frame(r: CellResult) -> pd.DataFrame:
-    cols: dict[str, Any] = {"trial": range(len(r.seeds)), "seed": r.seeds, "mse": r.mse.tolist()}
+    trial = range(r.trial_start, r.trial_start + len(r.seeds))  # global indices: shards merge by them
+    cols: dict[str, Any] = {"trial": trial, "seed": r.seeds, "mse": r.mse.tolist()}
     cols["mse_init"] = r.mse_init.tolist()
     if r.mse_pretrain is not None:
         cols["mse_pretrain"] = r.mse_pretrain.tolist()
@@ -130,11 +133,11 @@ def _stats(values: pd.Series, name: str) -> dict[str, float]:
     return {f"{k}_{name}": (float(getattr(v, k)()) if len(v) else math.nan) for k in STATS}
 
 
-def settings_of(cfg: Any, engine: str) -> dict[str, Any]:
-    """Every setting that can change a cell's numbers (the schema's non-inert keys), flat; the engine as it
-    ran (`auto` resolved): the two engines round differently."""
+def settings_of(cfg: Any, engine: str, device: str = "cpu") -> dict[str, Any]:
+    """Every setting that can change a cell's numbers (the schema's non-inert keys), flat; the engine and
+    the device as they ran (`auto` resolved): each rounds differently."""
     settings = {k: OmegaConf.select(cfg, k) for k in setting_keys()}
-    return {k: getattr(v, "value", v) for k, v in settings.items()} | {"engine": engine}
+    return {k: getattr(v, "value", v) for k, v in settings.items()} | {"engine": engine, "device": device}
 
 
 def settings_recorded(summary: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +172,8 @@ def source_commit() -> str | None:
 
 
 def produced_by() -> dict[str, Any]:
-    """What produced a result: versions, source commit, machine, the fused kernel's build (lanes, flags)."""
+    """What produced a result: versions, source commit, machine and CPU model, the fused kernel's build
+    (lanes, flags). The engine and device that ran are settings (`settings_of`)."""
     import torch
 
     from compnet import __version__, kernel
@@ -180,13 +184,32 @@ def produced_by() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "host": platform.node(),
+        "cpu": kernel.cpu_model(),
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "kernel": kernel.describe(),
     }
 
 
+def trial_statistics(trials: pd.DataFrame) -> dict[str, Any]:
+    """What a summary says about a cell's trials (trials.csv's rows): their number, min/mean/median/max MSE
+    and the region means over those that did not diverge, the collapsed and diverged counts."""
+    finite = ~trials["diverged"].astype(bool)
+    s: dict[str, Any] = {
+        "n_trials": len(trials),
+        **_stats(trials["mse"][finite], "mse"),
+        "n_collapsed": int(trials["collapsed"].sum()),
+        "n_diverged": int(trials["diverged"].sum()),
+    }
+    if "test_mse" in trials:
+        s |= _stats(trials["test_mse"][finite], "test_mse")
+    if "mse_pretrain" in trials:
+        s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"][finite], "mse_pretrain")["mean_mse_pretrain"]
+    for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
+        s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
+    return s
+
+
 def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cells: int) -> dict[str, Any]:
-    finite = ~trials["diverged"]
     s: dict[str, Any] = {
         "experiment": cfg.experiment.name,
         "cell": r.cell.name,
@@ -195,21 +218,12 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "method_label": method_label(r.cell.method),
         "init": r.cell.init,
         "regime": r.cell.regime,
-        "n_trials": len(trials),
-        **_stats(trials["mse"][finite], "mse"),
-        "n_collapsed": int(trials["collapsed"].sum()),
-        "n_diverged": int(trials["diverged"].sum()),
+        **trial_statistics(trials),
         "var_target": r.var_target,
         "wall_seconds": wall,
         "cells_in_batch": n_cells,
     }
-    if "test_mse" in trials:
-        s |= _stats(trials["test_mse"][finite], "test_mse")
-    if "mse_pretrain" in trials:
-        s["mean_mse_pretrain"] = _stats(trials["mse_pretrain"][finite], "mse_pretrain")["mean_mse_pretrain"]
-    for col in [c for c in trials if c.startswith("pieces_")] + ["wasted_final"]:
-        s[f"mean_{col}"] = float(trials[col][finite].mean()) if finite.any() else math.nan  # −1: diverged
-    settings = settings_of(cfg, r.engine) | ({} if r.cell.depth is None else {"depth": r.cell.depth})
+    settings = settings_of(cfg, r.engine, r.device) | ({} if r.cell.depth is None else {"depth": r.cell.depth})
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
@@ -319,6 +333,8 @@ def clear(folder: Path) -> None:
         shutil.rmtree(cell)
     for name in RESULT_FILES:
         (folder / name).unlink(missing_ok=True)
+    for events in folder.glob(EVENT_FILES):
+        events.unlink()
 
 
 def read_summary(folder: Path) -> dict[str, Any]:
@@ -332,11 +348,12 @@ def read_summary(folder: Path) -> dict[str, Any]:
     return s | {"folder": str(folder)}
 
 
-def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+def find_runs(paths: list[Path], merge: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
     """Summaries of every finished cell under `paths`, and what did not finish, one line each: jobs Hydra
     started (.hydra/) that hold no summary.json (failed, interrupted or still running), jobs a sweep planned
     (multirun.yaml) that never started, cells an experiment planned but did not write, and unreadable files
-    (skipped, so that one bad job does not sink the table)."""
+    (skipped, so that one bad job does not sink the table). With `merge`, shards of one configuration come
+    back as one summary of all their trials (`merge_shards`), their overlaps and gaps named."""
     summaries, missing = [], []
     for path in paths:
         if not path.exists():
@@ -358,7 +375,115 @@ def find_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
         for plan_file in sorted(path.rglob("multirun.yaml")):
             if _app_of(plan_file.parent, plan_file) in ("train", None):
                 missing += _unstarted_jobs(plan_file)
+    if merge:
+        summaries, notes = merge_shards(summaries)
+        missing += notes
     return summaries, missing
+
+
+SHARD_KEYS = ("trial_start", "trials")  # the settings in which shards of one configuration differ
+
+
+def _configuration(summary: dict[str, Any]) -> str:
+    """What shards of one configuration share: the cell and every setting but the trial range."""
+    settings = {k: v for k, v in settings_recorded(summary).items() if k not in SHARD_KEYS}
+    return json.dumps([summary["target"], summary["method"], settings], sort_keys=True, default=str)
+
+
+def trial_range(summary: dict[str, Any]) -> tuple[int, int]:
+    """The global indices [first, end) of a run's trials (runs from before `trial_start` start at 0)."""
+    first = settings_recorded(summary).get("trial_start", 0)
+    return first, first + summary["n_trials"]
+
+
+def _spans(indices: list[int]) -> str:
+    """Trial indices as runs of consecutive ones: "2–3, 7"."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in runs)
+
+
+def _union(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Shards' trials.csv rows as one frame in trial order, each trial once: from the first shard holding it."""
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True).drop_duplicates("trial").sort_values("trial", ignore_index=True)
+
+
+def read_trials(summary: dict[str, Any]) -> pd.DataFrame:
+    """A cell's trials.csv rows; for shards merged by `merge_shards`, all their trials."""
+    return _union([pd.read_csv(Path(s["folder"]) / "trials.csv") for s in summary.get("shards", [summary])])
+
+
+def read_pieces(summary: dict[str, Any]) -> pd.DataFrame | None:
+    """A cell's pieces.csv rows (regions_every=N), None where none was counted; for merged shards, all of theirs."""
+    found = [Path(s["folder"]) / PIECES for s in summary.get("shards", [summary])]
+    frames = [pd.read_csv(f) for f in found if f.is_file()]
+    if len(frames) <= 1:
+        return frames[0] if frames else None
+    both = pd.concat(frames, ignore_index=True)
+    return both.drop_duplicates(["trial", "stage", "epoch"]).sort_values(["stage", "epoch", "trial"], ignore_index=True)
+
+
+def merge_shards(summaries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Shards of one configuration (runs that differ only in `trial_start` and `trials`) as one summary of
+    all their trials, its statistics recomputed from their trials.csv rows; and one line for each thing a
+    table should not hide: trials two shards both hold (counted once, from the shard that starts first) and
+    trials missing below the last shard's end. Runs of one configuration over the same trials are repeats,
+    not shards: they stay apart (a table numbers them)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in summaries:
+        groups.setdefault(_configuration(s), []).append(s)
+    merged, notes = [], []
+    for group in groups.values():
+        if len({trial_range(s) for s in group}) == 1:
+            merged += group
+            notes += _gap_note(group, set(range(*trial_range(group[0]))))
+            continue
+        one, lines = _merge(sorted(group, key=lambda s: (trial_range(s), s["folder"])))
+        merged += [one] if one else []
+        notes += lines
+    return merged, notes
+
+
+def _gap_note(shards: list[dict[str, Any]], held: set[int]) -> list[str]:
+    """The line naming the trials below `held`'s largest that no shard holds (none if there are none)."""
+    lacking = sorted(set(range(max(held) + 1)) - held) if held else []
+    if not lacking:
+        return []
+    cell = f"{shards[0]['target']}-{shards[0]['method']}"
+    where = ", ".join(s["folder"] for s in shards)
+    return [f"{cell}: trials {_spans(lacking)} not found (runs of this configuration: {where})"]
+
+
+def _merge(shards: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[str]]:
+    """One summary of shards (sorted by trial range), and the lines naming their overlaps, gaps and
+    unreadable trials.csv files (whose shards are left out)."""
+    frames, kept, held, lines = [], [], set(), []
+    for s in shards:
+        try:
+            trials = pd.read_csv(Path(s["folder"]) / "trials.csv")
+            indices = set(trials["trial"])
+        except (OSError, ValueError, KeyError) as e:  # missing, truncated, without a trial column
+            lines.append(f"{Path(s['folder']) / 'trials.csv'} (unreadable: {type(e).__name__}: {e}; shard left out)")
+            continue
+        if both := indices & held:
+            lines.append(f"{s['folder']} (trials {_spans(list(both))} also in an earlier shard: counted once)")
+        frames.append(trials)
+        kept.append(s)
+        held |= indices
+    if not kept:
+        return None, lines
+    trials = _union(frames)
+    first = kept[0]
+    settings = settings_recorded(first) | {"trial_start": int(trials["trial"].min()), "trials": len(trials)}
+    one = first | trial_statistics(trials) | {"settings": settings, "shards": kept}
+    one["wall_seconds"] = sum(s.get("wall_seconds") or 0.0 for s in kept)  # the training time of all shards
+    return one, lines + _gap_note(kept, held)
 
 
 def _app_of(job: Path, hydra_file: Path | None = None) -> str | None:
@@ -420,10 +545,4 @@ def load_run(path: str | Path) -> Run:
     summaries, missing = find_runs([root])
     if not summaries:
         raise FileNotFoundError(f"no finished run (summary.json) under {path}")
-    cells = [(s, pd.read_csv(Path(s["folder"]) / "trials.csv"), _pieces_of(Path(s["folder"]))) for s in summaries]
-    return Run.of(cells, root, missing)
-
-
-def _pieces_of(folder: Path) -> pd.DataFrame | None:
-    """A cell's pieces.csv, None where it was not counted."""
-    return pd.read_csv(folder / PIECES) if (folder / PIECES).is_file() else None
+    return Run.of([(s, read_trials(s), read_pieces(s)) for s in summaries], root, missing)

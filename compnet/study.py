@@ -80,10 +80,10 @@ def init_rows(cfg: Any) -> pd.DataFrame:
 def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
     """Counts of every trial and stored stage of every run folder under `path` (the run's name is its
     folder relative to `path`). Trials with non-finite weights (diverged) are left out."""
-    from compnet.runs import find_runs, settings_recorded
+    from compnet.runs import find_runs, settings_recorded, trial_range
 
     rows = []
-    for summary in find_runs([path])[0]:
+    for summary in find_runs([path], merge=False)[0]:  # one entry per folder: its weights.npz
         folder = Path(summary["folder"])
         name = str(folder.relative_to(path)) if folder != path else folder.name
         if not (folder / "weights.npz").is_file():
@@ -99,7 +99,7 @@ def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
         shapes = Shapes(depth)  # runs are 4 wide
         for stage, flat in weights.items():
             found = count_batch(shapes.split(torch.from_numpy(flat)), lo, hi)
-            for trial, r in enumerate(found):
+            for trial, r in enumerate(found, start=trial_range(summary)[0]):  # a shard's global indices
                 if r is not None:
                     rows.append(
                         (

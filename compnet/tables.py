@@ -124,20 +124,29 @@ def to_latex(df: pd.DataFrame) -> str:
     )
 
 
-def _provenance(summary: dict[str, Any]) -> dict[str, Any]:
-    produced = summary.get("produced_by") or {}
-    return produced | (produced.get("kernel") or {})
+def _provenances(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """What produced each run behind a row (every shard of a merged one): machine, CPU model, the kernel's
+    SIMD width and the engine."""
+    out = []
+    for run in summary.get("shards", [summary]):
+        produced = run.get("produced_by") or {}
+        kernel = produced.get("kernel") or {}
+        lanes = kernel.get("lanes_f32") and f"{kernel['lanes_f32']}/{kernel['lanes_f64']} lanes (float32/float64)"
+        out.append(produced | kernel | {"simd": lanes, "engine": settings_recorded(run).get("engine")})
+    return out
 
 
 def mixed_provenance(summaries: list[dict[str, Any]]) -> list[str]:
-    """Warnings for a table that puts side by side runs from different machines or engines, whose float32
-    numbers can differ in their last digits (README: Reproducibility)."""
+    """Warnings for a table that puts side by side, or merges from shards, runs from different machines,
+    CPU models, kernel builds or engines, whose float32 numbers can differ in their last digits (README:
+    Reproducibility)."""
+    runs = [p for s in summaries for p in _provenances(s)]
     warnings = []
-    for key, what in (("host", "machines"), ("cpu", "CPU models")):
-        seen = sorted({str(v) for s in summaries if (v := _provenance(s).get(key))})
+    for key, what in (("host", "machines"), ("cpu", "CPU models"), ("simd", "kernel SIMD widths")):
+        seen = sorted({str(v) for p in runs if (v := p.get(key))})
         if len(seen) > 1:
             warnings.append(f"runs from {len(seen)} {what} side by side: {', '.join(seen)}")
-    engines = sorted({str(e) for s in summaries if (e := settings_recorded(s).get("engine"))})
+    engines = sorted({str(e) for p in runs if (e := p.get("engine"))})
     if len(engines) > 1:
         warnings.append(f"runs of {len(engines)} engines side by side: {', '.join(engines)}")
     return warnings

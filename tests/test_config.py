@@ -130,6 +130,8 @@ def test_unknown_group_option_lists_valid_names(group, valid):
         ("train", "init.raai_sigma_w2=-1", "init.raai_sigma_w2=-1"),
         ("train", "init.peak_low=0.001 init.peak_high=0.005", "[0.01, 0.99]"),
         ("train", "seed=-1", "seed=-1"),
+        ("train", "trial_start=-1", "trial_start=-1: need trial_start >= 0"),
+        ("train", "engine=fused device=cuda", "engine=fused runs on the CPU only"),
         ("train", "test_points=-1", "test_points=-1"),
         ("train", "regions_every=-1", "regions_every=-1"),
         ("train", "experiment.targets=[x3,x4]", "'x4'"),

@@ -228,3 +228,12 @@ def test_same_bits_whatever_vector_instructions_torch_picks(tmp_path):
     plain, avx2 = (compnet.load_run(tmp_path / cap).trials for cap in ("default", "avx2"))
     pd.testing.assert_frame_equal(plain, avx2, check_exact=True)
     assert plain.mse.nunique() == len(plain)  # 24 trained trials, not a degenerate comparison
+
+
+def test_device_auto_without_a_gpu_is_the_cpu_bit_for_bit(compose, engine):
+    """No CUDA here: device=auto trains on the CPU, with the engine auto would pick there, to the same bits."""
+    common = ["init=kaiming", "trials=3", "epochs=15", "points=40", f"engine={engine}"]
+    (cpu,), _ = run(compose(*common, "device=cpu"))
+    (auto,), _ = run(compose(*common, "device=auto"))
+    assert auto.device == cpu.device == "cpu" and auto.engine == cpu.engine == engine
+    assert torch.equal(auto.final, cpu.final) and torch.equal(auto.loss_train, cpu.loss_train)

@@ -26,7 +26,10 @@ cli = functools.partial(compnet, ok=False)  # the installed command in a folder;
     [
         (["lr=inf"], "lr=inf: the learning rate must be finite"),
         (["lr=nan"], "lr=nan: the learning rate must be finite"),
-        (["+device=cuda"], "unknown key 'device'"),
+        (["+gpus=1"], "unknown key 'gpus'"),
+        (["device=cuda"], "device=cuda: torch"),  # no CUDA here (CI has none either)
+        (["engine=fused", "device=cuda"], "engine=fused runs on the CPU only"),
+        (["trial_start=-1"], "trial_start=-1: need trial_start >= 0"),
         (["+model.width=8"], "unknown key 'model.width'"),
         (["trails=5"], "unknown key 'trails'"),
         (["lr=abc"], "lr=abc: Value 'abc'"),
@@ -47,7 +50,7 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
     p = cli(tmp_path, "train", *args)
     assert p.returncode == 2, p.stderr
     assert p.stderr.splitlines() == [p.stderr.strip()] and needle in p.stderr, p.stderr
-    assert "+device" not in p.stderr and "To append" not in p.stderr  # no advice to add unknown keys
+    assert "+gpus" not in p.stderr and "To append" not in p.stderr  # no advice to add unknown keys
     assert list(tmp_path.iterdir()) == []
 
 
@@ -197,3 +200,28 @@ def test_one_bad_job_fails_that_job_not_the_sweep(tmp_path):
     assert "the learning rate must be finite" in (bad / "train.log").read_text()  # the job's own record
     t = cli(tmp_path, "table", str(sweep), "--no-plot")
     assert f"{bad} (no summary.json: failed or interrupted)" in t.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_run_again_into_its_folder_resumes(tmp_path):
+    """The same sweep into the same hydra.sweep.dir: finished jobs are skipped (one line each, their results
+    untouched), an interrupted one (no summary.json) is trained; a single run into a finished folder is still
+    refused."""
+    sweep = ["train", "-m", "target=x3,x11", *TINY, "hydra.sweep.dir=sweep"]
+    compnet(tmp_path, *sweep)
+    jobs = sorted(d for d in (tmp_path / "sweep").iterdir() if d.is_dir())
+    assert [j.name.split("-", 1)[0] for j in jobs] == ["0", "1"] and "target=x11" in jobs[1].name
+    kept = (jobs[0] / "summary.json").stat().st_mtime_ns
+    (jobs[1] / "summary.json").unlink()  # as if interrupted while training job 1
+
+    p = compnet(tmp_path, *sweep)
+    skipped = [line for line in p.stdout.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "job 0 (target=x3," in skipped[0] and "finished in an earlier try" in skipped[0]
+    assert (jobs[0] / "summary.json").stat().st_mtime_ns == kept
+    assert (jobs[1] / "summary.json").is_file()
+    assert "skipped" in (jobs[0] / "train.log").read_text()
+
+    single = ["train", *TINY, "hydra.run.dir=run"]
+    compnet(tmp_path, *single)
+    p = cli(tmp_path, *single)
+    assert p.returncode == 2 and "already holds a finished run" in p.stderr

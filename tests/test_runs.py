@@ -25,7 +25,9 @@ def test_summary_records_every_setting_of_the_schema(tmp_path):
     assert s["settings"]["model.s1"] == "tied" and s["settings"]["regime.finetune_epochs"] == 3
     assert "plots" not in s["settings"] and "workers" not in s["settings"]  # inert: they change no number
     assert s["settings"]["engine"] in ("fused", "torch")  # the engine that ran, not `auto`
+    assert s["settings"]["device"] == "cpu" and s["settings"]["trial_start"] == 0
     assert s["produced_by"]["torch"] == __import__("torch").__version__
+    assert s["produced_by"]["cpu"] == __import__("compnet.kernel").kernel.cpu_model()
     assert res.summaries[0]["settings"] == s["settings"]
 
 
@@ -139,3 +141,58 @@ def test_an_experiment_tabulates_and_draws_its_pieces(tmp_path):
     assert len(res.pieces) == 4 * 2 * 3 + 2 * 2 * 3  # trials × epochs 0, 2, 4: both stages, or the raw one
     assert plots.draw_pieces_experiment(tmp_path, res.summaries, res.pieces).is_file()
     assert tmp_path / "x3-enforced" / "pieces.png" in plots.draw_run(tmp_path / "x3-enforced")
+
+
+SHARD = ["init=kaiming", "epochs=20", "points=40", "plots=false"]
+
+
+def test_shards_merge_bit_for_bit_into_the_whole_run(tmp_path, engine, capsys):
+    """Trials 0–1 and 2–5 trained apart are trials 0–5 of one run: every trial's MSE, the statistics and the
+    table, bit for bit; `compnet table` over both shards' folders shows one row of 6 trials."""
+    from compnet import commands
+
+    whole = compnet.train("trials=6", f"engine={engine}", *SHARD, out=tmp_path / "whole")
+    compnet.train("trials=2", f"engine={engine}", *SHARD, out=tmp_path / "a")
+    compnet.train("trial_start=2", "trials=4", f"engine={engine}", *SHARD, out=tmp_path / "b")
+    assert list(pd.read_csv(tmp_path / "b" / "trials.csv").trial) == [2, 3, 4, 5]  # global indices
+
+    merged = compnet.load_run(tmp_path / "a").trials  # one shard alone: its own trials
+    assert list(merged.trial) == [0, 1]
+    summaries, missing = runs.find_runs([tmp_path / "a", tmp_path / "b"])
+    assert missing == [] and len(summaries) == 1
+    (s,), w = summaries, whole.summaries[0]
+    for key in ("n_trials", "min_mse", "mean_mse", "median_mse", "max_mse", "n_collapsed", "n_diverged"):
+        assert s[key] == w[key], key
+    assert s["settings"] == w["settings"]  # trial_start 0, 6 trials: what the whole run records
+    pd.testing.assert_frame_equal(runs.read_trials(s), whole.trials.drop(columns="cell"))
+
+    assert commands.table([tmp_path / "a", tmp_path / "b"], out=tmp_path, plot=False) == 0
+    row = pd.read_csv(tmp_path / "table.csv", index_col=0).loc["Default network"]
+    assert row["x3 Collapsed"] == f"{w['n_collapsed']}/6" and float(row["x3 Mean"]) == w["mean_mse"]
+    assert "missing" not in capsys.readouterr().err
+
+
+def test_overlapping_and_missing_trials_of_shards_are_named(tmp_path, capsys):
+    """Shards 0–3 and 2–5: trials 2–3 counted once, and said so; shards 0–1 and 4–5: trials 2–3 named as
+    missing, in table.md too; the same trials twice are repeats (numbered rows), not shards."""
+    from compnet import commands
+
+    compnet.train("trials=4", *SHARD, out=tmp_path / "over" / "a")
+    compnet.train("trial_start=2", "trials=4", *SHARD, out=tmp_path / "over" / "b")
+    (s,), missing = runs.find_runs([tmp_path / "over"])
+    assert s["n_trials"] == 6 and list(runs.read_trials(s).trial) == list(range(6))
+    assert missing == [f"{tmp_path / 'over' / 'b'} (trials 2–3 also in an earlier shard: counted once)"]
+
+    compnet.train("trials=2", *SHARD, out=tmp_path / "gap" / "a")
+    compnet.train("trial_start=4", "trials=2", *SHARD, out=tmp_path / "gap" / "b")
+    assert commands.table([tmp_path / "gap"], plot=False) == 0
+    err = capsys.readouterr().err
+    assert "compnet table: missing: x3-default: trials 2–3 not found (runs of this configuration:" in err
+    assert "trials 2–3 not found" in (tmp_path / "gap" / "table.md").read_text()
+    assert "x3 Collapsed" in pd.read_csv(tmp_path / "gap" / "table.csv").columns
+    assert commands.table([tmp_path / "gap"], plot=False, strict=True) == 1
+
+    compnet.train("trials=2", *SHARD, out=tmp_path / "repeat" / "a")
+    compnet.train("trials=2", *SHARD, out=tmp_path / "repeat" / "b")
+    summaries, missing = runs.find_runs([tmp_path / "repeat"])
+    assert len(summaries) == 2 and missing == []

@@ -453,3 +453,21 @@ def test_seed_spread_markdown_shows_median_and_range_and_ratios_only_where_the_p
     assert "| 2.0e-07 [1.0e-07, 3.0e-07] | 4.0e-07 [4.0e-07, 4.0e-07] | 0 [0, 0]" in t1
     assert "| 2.5 [1.3, 3.8] |" in t1 and "| 0.76 [0.76, 0.76] |" in t1  # min and mean / the paper's
     assert "paper" not in t2 and "nan" not in md
+
+
+def test_merged_shards_from_different_cpus_or_kernel_builds_are_flagged():
+    """A row merged from shards (runs.merge_shards) is as many runs as it has shards: each one's CPU model
+    and kernel SIMD width count."""
+    from compnet.tables import mixed_provenance
+
+    def shard(cpu: str, lanes: int) -> dict:
+        kernel = {"cpu": cpu, "lanes_f32": lanes, "lanes_f64": lanes // 2}
+        return summary("enforced", "x3", 4e-7) | {"produced_by": {"host": "a", "cpu": cpu, "kernel": kernel}}
+
+    same = summary("enforced", "x3", 4e-7) | {"shards": [shard("AMD EPYC", 8), shard("AMD EPYC", 8)]}
+    assert mixed_provenance([same]) == []
+    mixed = summary("enforced", "x3", 4e-7) | {"shards": [shard("AMD EPYC", 8), shard("Intel Xeon", 16)]}
+    assert mixed_provenance([mixed]) == [
+        "runs from 2 CPU models side by side: AMD EPYC, Intel Xeon",
+        "runs from 2 kernel SIMD widths side by side: 16/8 lanes (float32/float64), 8/4 lanes (float32/float64)",
+    ]
