@@ -119,11 +119,15 @@ def chunked(
     threads, pool = torch.get_num_threads(), ThreadPoolExecutor(n)
     try:
         futures = [pool.submit(work, i) for i in range(n)]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if failed := next((f for f in done if f.exception() is not None), None):
-            raise failed.exception()  # and the others stop at their next report (below)
+        while True:  # in short waits: Ctrl-C can land on a worker thread, and Python raises it in the main thread
+            # only when that runs again; an untimed wait here ended only when the training did (seen under load)
+            done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+            if failed := next((f for f in done if f.exception() is not None), None):
+                raise failed.exception()  # and the others stop at their next report (below)
+            if not pending:
+                break
         fits = [f.result() for f in futures]
-    except BaseException:  # a failed slice, or Ctrl-C (which reaches the main thread only): tell the workers
+    except BaseException:  # a failed slice, or Ctrl-C (raised in the main thread only): tell the workers
         progress.stop.set()
         raise
     finally:

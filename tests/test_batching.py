@@ -126,3 +126,27 @@ def test_a_failing_slice_stops_the_others_at_once():
     finally:
         mp.undo()
     assert max(step for i, step in reports if i == 0) < 5000  # not 100,000 epochs: stopped when slice 1 failed
+
+
+def test_ctrl_c_landing_on_a_worker_thread_still_stops_the_run():
+    """The kernel may hand SIGINT to any thread; Python raises it in the main thread, which must wake up to do
+    so while the workers train (an untimed wait there lasted until the training ended)."""
+    import signal
+    import threading
+    import time
+
+    from compnet.batching import chunked
+    from compnet.optim import Fit
+
+    def fit(sl, report):
+        for step in range(1, 2000):  # ≈20 s unless stopped
+            if step == 3 and sl.start == 0:
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # Ctrl-C, delivered to this worker
+            report(step, torch.zeros(1), torch.ones(1, dtype=torch.bool))
+            time.sleep(0.01)
+        return Fit([torch.zeros(sl.stop - sl.start)], torch.zeros(1, sl.stop - sl.start), torch.zeros(1))
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        chunked(fit, 128, 2, "train", 2000)
+    assert time.perf_counter() - t0 < 5
