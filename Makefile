@@ -1,5 +1,6 @@
 # compnet: `make install` once, then `make test`, `make lint`, `make paper`, `make bench`; `make readme` puts the newest
-# `make paper`, `make ablations` and `make pieces` results into README.md.
+# `make paper`, `make ablations` and `make pieces` results into README.md. Sweeps on Slurm: `make install-slurm`;
+# `make slurm-up` starts a real one-node Slurm on this machine (root, Debian) to try it, `make slurm-down` stops it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ ARGS ?=
 SEEDS ?=
 
 
-.PHONY: install lint format test test-fast table1 table2 table3 depth paper ablations pieces readme regions bench bench-kernel clean
+.PHONY: install install-slurm slurm-up slurm-down lint format test test-fast table1 table2 table3 depth paper ablations pieces readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+install-slurm: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[slurm]'
+
+slurm-up:
+	scripts/slurm.sh up
+
+slurm-down:
+	scripts/slurm.sh down
 
 lint: install
 	$(BIN)/ruff check .

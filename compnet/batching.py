@@ -69,7 +69,16 @@ class Progress:
 
 
 def workers_default() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The worker threads of `workers=0`: the CPUs this job was given. A scheduler that starts several jobs on
+    one machine does not always narrow their CPU affinity (Slurm without cgroups does not; submitit's local
+    launcher starts every job of a sweep at once), and a thread per core in each job would oversubscribe it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")  # set by --cpus-per-task (hydra.launcher.cpus_per_task)
+    if slurm.isdigit() and int(slurm) > 0:
+        return min(int(slurm), cores)
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local":  # submitit's local jobs are told nothing of CPUs
+        return 1
+    return cores
 
 
 @functools.cache  # process-wide: once is enough

@@ -159,6 +159,8 @@ def _task(cmd: str) -> Callable[[Any], None]:
             job = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)})"
             logging.getLogger("compnet").error("%s: error: %s", job, e)
             print(f"compnet {cmd}: {job}: error: {e}", file=sys.stderr)
+            if os.environ.get("SUBMITIT_EXECUTOR"):  # a job in a process of its own: only an error reaches the sweep
+                raise
             _FAILED.append(job)
         except KeyboardInterrupt:
             print(f"\ncompnet {cmd}: interrupted; {_finished(root)}", file=sys.stderr)

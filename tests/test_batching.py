@@ -1,9 +1,11 @@
 """Slicing a batch over worker threads, and its one progress bar."""
 
+import os
+
 import pytest
 import torch
 
-from compnet.batching import Progress
+from compnet.batching import Progress, workers_default
 from compnet.init import generators, random_weights
 from compnet.model import Shapes
 from compnet.stages import train_raw
@@ -25,6 +27,26 @@ def test_worker_threads_change_nothing_but_speed(engine):
     keep = torch.arange(T) != 100
     assert torch.equal(one.params[0][keep], two.params[0][keep])
     assert torch.equal(one.history[:, keep], two.history[:, keep])
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "cores"),
+        ({"SLURM_CPUS_PER_TASK": "1"}, 1),
+        ({"SLURM_CPUS_PER_TASK": "1000"}, "cores"),  # never more threads than CPUs this process may use
+        ({"SLURM_CPUS_PER_TASK": "1", "SUBMITIT_EXECUTOR": "slurm"}, 1),
+        ({"SUBMITIT_EXECUTOR": "local"}, 1),  # every job of the sweep runs at once
+        ({"SLURM_CPUS_PER_TASK": "", "SUBMITIT_EXECUTOR": "slurm"}, "cores"),
+    ],
+)
+def test_workers_default_follows_the_scheduler(monkeypatch, env, expected):
+    for key in ("SLURM_CPUS_PER_TASK", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cores = len(os.sched_getaffinity(0))
+    assert workers_default() == (cores if expected == "cores" else expected)
 
 
 class _FakeBar:
