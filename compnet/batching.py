@@ -129,7 +129,7 @@ def chunked(
     try:
         futures = [pool.submit(work, i) for i in range(n)]
         while True:  # in short waits: Ctrl-C can land on a worker thread, and Python raises it in the main thread
-            # only when that runs again; an untimed wait here ended only when the training did (seen under load)
+            # only when that runs again; an untimed wait here would end only when the training did (test_batching)
             done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
             if failed := next((f for f in done if f.exception() is not None), None):
                 raise failed.exception()  # and the others stop at their next report (below)

@@ -73,7 +73,11 @@ def test_a_finished_run_folder_is_not_reused_unless_asked(tmp_path):
 def _interrupt(cmd: list[str], cwd: Path, after: float, finished: int = 0) -> subprocess.CompletedProcess:
     """Start `compnet ...`, wait until its run folder exists and `finished` cells are written, let it work
     `after` seconds more, then Ctrl-C it."""
-    proc = subprocess.Popen([COMPNET, *cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started in the background (`make test &`) inherits an ignored SIGINT from the shell: undo that
+    default_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        [COMPNET, *cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (
         list(cwd.glob("outputs/*/*/")) and len(list(cwd.glob("outputs/**/summary.json"))) >= finished
