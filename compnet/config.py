@@ -204,8 +204,9 @@ def help_footer() -> str:
     lines += [_line(f"target={t}", TARGETS[t].label) for t in TARGETS]
     lines += [_line(f"init={i}", INIT_HELP[i]) for i in INITS]
     lines += [_line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
-    tables = "|".join(e for e in EXPERIMENTS if e != "none")
-    lines += [_line(f"experiment={tables}", "one of the paper's tables, every cell in one batch"), ""]
+    tables = "|".join(e for e in EXPERIMENTS if e not in ("none", "depth"))
+    lines += [_line(f"experiment={tables}", "one of the paper's tables, every cell in one batch")]
+    lines += [_line("experiment=depth", "error against depth (experiment.depths=[1..12]), a batch per depth"), ""]
     lines += _keys_help(TrainConf)
     lines += ["", "Results: outputs/<date>/<time>-train/ (trials.csv, summary.json, losses.npz, weights.npz, figures)."]
     return "\n".join(lines)
@@ -217,6 +218,7 @@ Defaults are the paper's: width 4, depth 5, 500 points, Adam lr 1e-3, 1000 epoch
   compnet train target=x11 init=kaiming                  the default network, trained directly
   compnet train -m target=x3,x11 init=kaiming,manifold   a sweep, one job per configuration
   compnet train experiment=table1                        a table's cells in one batch
+  compnet train experiment=depth                         error against depth 1–12, a batch per depth
 """
 REGIONS_HELP_HEADER = """compnet regions: exact linear-region counts of untrained networks versus depth and width (no training),
 or of the saved networks of finished runs (from=PATH).
