@@ -28,6 +28,7 @@ _HOME = {
     "load_run": "compnet.runs",
     "Run": "compnet.runs",
     "compositional_mlp": "compnet.model",
+    "block_network": "compnet.blocks",
     "closed_form": "compnet.model",
     "law_scales": "compnet.model",
     "count_linear_pieces": "compnet.pieces",
