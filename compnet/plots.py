@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from compnet.methods import method_label, method_order
-from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, read_trials, settings_recorded
+from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
+from compnet.shards import read_trials
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_order
 

@@ -80,7 +80,8 @@ def init_rows(cfg: Any) -> pd.DataFrame:
 def run_rows(path: Path, lo: float, hi: float) -> pd.DataFrame:
     """Counts of every trial and stored stage of every run folder under `path` (the run's name is its
     folder relative to `path`). Trials with non-finite weights (diverged) are left out."""
-    from compnet.runs import find_runs, settings_recorded, trial_range
+    from compnet.runs import find_runs, settings_recorded
+    from compnet.shards import trial_range
 
     rows = []
     for summary in find_runs([path], merge=False)[0]:  # one entry per folder: its weights.npz

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import compnet
-from compnet import runs
+from compnet import runs, shards
 from compnet.config import setting_keys
 
 
@@ -164,7 +164,7 @@ def test_shards_merge_bit_for_bit_into_the_whole_run(tmp_path, engine, capsys):
     for key in ("n_trials", "min_mse", "mean_mse", "median_mse", "max_mse", "n_collapsed", "n_diverged"):
         assert s[key] == w[key], key
     assert s["settings"] == w["settings"]  # trial_start 0, 6 trials: what the whole run records
-    pd.testing.assert_frame_equal(runs.read_trials(s), whole.trials.drop(columns="cell"))
+    pd.testing.assert_frame_equal(shards.read_trials(s), whole.trials.drop(columns="cell"))
 
     assert commands.table([tmp_path / "a", tmp_path / "b"], out=tmp_path, plot=False) == 0
     row = pd.read_csv(tmp_path / "table.csv", index_col=0).loc["Default network"]
@@ -180,7 +180,7 @@ def test_overlapping_and_missing_trials_of_shards_are_named(tmp_path, capsys):
     compnet.train("trials=4", *SHARD, out=tmp_path / "over" / "a")
     compnet.train("trial_start=2", "trials=4", *SHARD, out=tmp_path / "over" / "b")
     (s,), missing = runs.find_runs([tmp_path / "over"])
-    assert s["n_trials"] == 6 and list(runs.read_trials(s).trial) == list(range(6))
+    assert s["n_trials"] == 6 and list(shards.read_trials(s).trial) == list(range(6))
     assert missing == [f"{tmp_path / 'over' / 'b'} (trials 2–3 also in an earlier shard: counted once)"]
 
     compnet.train("trials=2", *SHARD, out=tmp_path / "gap" / "a")

@@ -456,7 +456,7 @@ def test_seed_spread_markdown_shows_median_and_range_and_ratios_only_where_the_p
 
 
 def test_merged_shards_from_different_cpus_or_kernel_builds_are_flagged():
-    """A row merged from shards (runs.merge_shards) is as many runs as it has shards: each one's CPU model
+    """A row merged from shards (shards.merge_shards) is as many runs as it has shards: each one's CPU model
     and kernel SIMD width count."""
     from compnet.tables import mixed_provenance
 
