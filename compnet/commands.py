@@ -114,14 +114,12 @@ def train(cfg: Any, out: Path | None) -> Any:
 
 def write_pieces(out: Path, run: Any, cfg: Any) -> None:
     """An experiment's pieces.md (and pieces.png): every cell's linear pieces through training."""
-    from datetime import date
-
     from compnet import runs, tables
 
     r, depths = cfg.regime, ", ".join(map(str, cfg.experiment.depths or [cfg.depth]))
     provenance = (
-        f"Produced on {date.today()} at commit {runs.source_commit() or 'unknown'} by `compnet train`: experiment "
-        f"{cfg.experiment.name}, {cfg.trials} trials per cell, depth {depths}, {r.pretrain_epochs} pretraining + "
+        f"{runs.produced_line(run.summaries[0], f'compnet train experiment={cfg.experiment.name}')}: "
+        f"{cfg.trials} trials per cell, depth {depths}, {r.pretrain_epochs} pretraining + "
         f"{r.finetune_epochs} raw epochs ({r.direct_epochs} without pretraining), pieces counted every "
         f"{cfg.regions_every} epochs."
     )

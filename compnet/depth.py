@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from compnet.methods import method_label, method_order
-from compnet.runs import DEPTH_FILES, settings_recorded
+from compnet.runs import DEPTH_FILES, produced_line, settings_recorded
 from compnet.targets import target_order
 
 STATS = ("min", "median", "mean")
@@ -123,13 +123,11 @@ def to_markdown(df: pd.DataFrame, points: int, provenance: str) -> str:
 
 
 def provenance(summaries: list[dict[str, Any]]) -> str:
-    s = summaries[0]
-    by, st = s.get("produced_by", {}), settings_recorded(s)
+    s, st = summaries[0], settings_recorded(summaries[0])
     depths = sorted({int(settings_recorded(x)["depth"]) for x in summaries})
     return (
-        f"Produced on {str(by.get('date', '?'))[:10]} at commit {by.get('commit') or 'unknown'} by "
-        f"`compnet train experiment=depth`: {s['n_trials']} trials per cell, depths {depths[0]}–{depths[-1]}, "
-        f"seed {st.get('seed')}, {st.get('dtype', 'float32')}, {st.get('points')} points."
+        f"{produced_line(s, 'compnet train experiment=depth')}: {s['n_trials']} trials per cell, depths "
+        f"{depths[0]}–{depths[-1]}, seed {st.get('seed')}, {st.get('dtype', 'float32')}, {st.get('points')} points."
     )
 
 

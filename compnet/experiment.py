@@ -246,6 +246,8 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         counts, wasted = trial_pieces(shapes, final)
         # a frozen trial's weights are finite, but what it ends with is not a trained network: −1, as in pieces.csv
         pieces["final"], wasted = ([-1 if d else n for n, d in zip(ns, diverged.tolist())] for ns in (counts, wasted))
+        if train_counts := by_epoch.get(i, {}).get("train"):  # its last row is this count: −1 for a blow-up too
+            train_counts[max(train_counts)] = pieces["final"]
         results.append(
             CellResult(
                 cell=cell,

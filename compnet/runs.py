@@ -190,6 +190,13 @@ def produced_by() -> dict[str, Any]:
     }
 
 
+def produced_line(summary: dict[str, Any], command: str) -> str:
+    """The first line of a generated table: when, from which commit and by what a result was produced, read
+    from its summary (not from the moment the table is written)."""
+    by = summary.get("produced_by", {})
+    return f"Produced on {str(by.get('date', '?'))[:10]} at commit {by.get('commit') or 'unknown'} by `{command}`"
+
+
 def trial_statistics(trials: pd.DataFrame) -> dict[str, Any]:
     """What a summary says about a cell's trials (trials.csv's rows): their number, min/mean/median/max MSE
     and the region means over those that did not diverge, the collapsed and diverged counts."""
