@@ -346,6 +346,10 @@ def validate(cfg: Any) -> None:
     )
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
+        _check(
+            not TARGETS[target].needs_blocks,
+            f"target={target} ({TARGETS[target].label}) needs a network of blocks: run experiment=extensions",
+        )
     if cfg.experiment.methods:
         for m in cfg.experiment.methods:
             _one_of("method", m, METHODS)

@@ -1,8 +1,10 @@
-"""Target functions on [0, 1] and the sampling grids they are fitted on (docs/method.md §1, §4).
+"""Target functions and the sampling grids they are fitted on (docs/method.md §1, §4, §8).
 
-Every target f satisfies f(0) ≈ 0 and f(1) ≈ 1, like the compositional network F(x) = x + σ Σ s_i W_i(x).
-The wave sign σ says on which side of the line y = x the target lies: σ = −1 (waves subtracted) for the
-convex targets below it (x², x³, x¹¹), σ = +1 for the concave ones above it (sin(πx/2), tanh(3x)).
+The paper's targets live on [0, 1] and satisfy f(0) ≈ 0 and f(1) ≈ 1, like the compositional network
+F(x) = x + σ Σ s_i W_i(x). The wave sign σ says on which side of the line y = x the target lies: σ = −1 (waves
+subtracted) for the convex targets below it (x², x³, x¹¹), σ = +1 for the concave ones above it (sin(πx/2),
+tanh(3x)). The extension's targets (docs/method.md §8) are neither: x³ − x on [−1, 1] changes convexity at 0
+(σ = 0: it needs a network of blocks), r³ = (x² + y²)^{3/2} lives on [−1, 1]², a two-dimensional input.
 """
 
 from __future__ import annotations
@@ -18,20 +20,30 @@ if TYPE_CHECKING:  # torch is imported late: `compnet --help` and config checks 
 
 @dataclass(frozen=True)
 class Target:
-    """A target f on [0, 1]. `fn` maps one float64 to one float64; a tensor is evaluated point by point and
-    then rounded to its dtype, because torch's and numpy's vectorised pow, sin and tanh are chosen per CPU
-    (AVX2, AVX-512, none) and differ in the last bit, and so would every trained number after them. Powers
-    are repeated multiplications, each rounded once; sin and tanh are the C library's."""
+    """A target f on the box domain^dim. `fn` maps `dim` float64s to one float64; a tensor (x [N], or [N, dim]
+    for dim > 1) is evaluated point by point and then rounded to its dtype, because torch's and numpy's
+    vectorised pow, sin and tanh are chosen per CPU (AVX2, AVX-512, none) and differ in the last bit, and so
+    would every trained number after them. Powers are repeated multiplications, each rounded once; sin and
+    tanh are the C library's. `sign` is the wave sign σ of a single block (0: neither convex nor concave)."""
 
     name: str
     label: str
     sign: float
-    fn: Callable[[float], float]
+    fn: Callable[..., float]
+    dim: int = 1
+    domain: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def needs_blocks(self) -> bool:
+        """Whether one 4-wide compositional network on [0, 1] cannot fit it: a network of blocks must."""
+        return self.dim > 1 or self.sign == 0 or self.domain != (0.0, 1.0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
-        return torch.tensor([self.fn(v) for v in x.double().tolist()], dtype=torch.float64).to(x.dtype).view(x.shape)
+        rows = x.double().tolist()
+        values = [self.fn(*v) for v in rows] if self.dim > 1 else [self.fn(v) for v in rows]
+        return torch.tensor(values, dtype=torch.float64).to(x.dtype).view(x.shape[:1] if self.dim > 1 else x.shape)
 
 
 def _power(n: int) -> Callable[[float], float]:
@@ -52,6 +64,9 @@ TARGETS: dict[str, Target] = {
         Target("x11", "x¹¹", -1.0, _power(11)),
         Target("sin", "sin(πx/2)", 1.0, lambda v: math.sin(math.pi * v / 2)),
         Target("tanh", "tanh(3x)", 1.0, lambda v: math.tanh(3 * v)),
+        # the extension's (docs/method.md §8): fitted by networks of blocks (`experiment=extensions`)
+        Target("x3_minus_x", "x³ − x", 0.0, lambda v: v * v * v - v, domain=(-1.0, 1.0)),
+        Target("r3", "r³ = (x² + y²)^{3/2}", 0.0, lambda u, v: (u * u + v * v) ** 1.5, dim=2, domain=(-1.0, 1.0)),
     )
 }
 
@@ -86,3 +101,17 @@ def test_grid(points: int, dtype: torch.dtype | None = None) -> torch.Tensor:
     import torch
 
     return ((torch.arange(points, dtype=torch.float64) + 0.5) / points).to(dtype or torch.get_default_dtype())
+
+
+def domain_grid(target: Target, points: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`points` evenly spaced points per axis on the target's domain, ends included: x [points] for a 1-D
+    target, the tensor grid [points^dim, dim] (first coordinate slowest) otherwise. Each coordinate is
+    lo + (hi − lo) k/(points − 1) in float64, rounded once."""
+    import torch
+
+    lo, hi = target.domain
+    axis = lo + (hi - lo) * (torch.arange(points, dtype=torch.float64) / max(points - 1, 1))
+    if target.dim == 1:
+        return axis.to(dtype or torch.get_default_dtype())
+    grid = torch.cartesian_prod(*[axis] * target.dim)
+    return grid.to(dtype or torch.get_default_dtype())

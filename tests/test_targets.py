@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from compnet.targets import TARGETS, get_target, train_grid
+from compnet.targets import TARGETS, domain_grid, get_target, train_grid
 from compnet.targets import test_grid as held_out_grid  # a test_* name would be collected
 
 
@@ -30,6 +30,21 @@ def test_targets_are_their_formulas_rounded_once():
         assert get_target(name)(x).tolist() == values, name
         xf = x.float()  # float32 points: evaluated in float64 at those points, then rounded once to float32
         assert torch.equal(get_target(name)(xf), get_target(name)(xf.double()).float()), name
-    assert [t.sign for t in TARGETS.values()] == [-1.0, -1.0, -1.0, 1.0, 1.0]  # below y = x: waves subtracted
-    for t in TARGETS.values():
+    paper = [t for t in TARGETS.values() if not t.needs_blocks]
+    assert [t.sign for t in paper] == [-1.0, -1.0, -1.0, 1.0, 1.0]  # below y = x: waves subtracted
+    for t in paper:
         assert abs(t(torch.tensor([0.0])).item()) < 1e-12 and abs(t(torch.tensor([1.0])).item() - 1) < 0.01
+
+
+def test_extension_targets_on_their_domains():
+    """x³ − x on [−1, 1] and r³ on the 2-D grid [−1, 1]² (first coordinate slowest), each value rounded once."""
+    t = get_target("x3_minus_x")
+    x = domain_grid(t, 5, torch.float64)
+    assert x.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert t(x).tolist() == [0.0, 0.375, 0.0, -0.375, 0.0]
+    r3 = get_target("r3")
+    g = domain_grid(r3, 3, torch.float64)
+    assert g.shape == (9, 2) and g[:3].tolist() == [[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0]]
+    assert r3(g).tolist() == [(a * a + b * b) ** 1.5 for a, b in g.tolist()]
+    assert r3(g.float()).dtype == torch.float32 and r3(g).shape == (9,)
+    assert r3.needs_blocks and t.needs_blocks and not get_target("x3").needs_blocks
