@@ -1,6 +1,6 @@
 /* Fused forward and backward pass of a batch of small ReLU MLPs under the MSE loss (compnet/kernel.py).
 
-   For trial t with layers (W_l, b_l), l = 0 … L-1, input x [N] and target y_t [N]:
+   For trial t with layers (W_l, b_l), l = 0 … L-1, input x [n, N] (n = dims[0] coordinates) and target y_t [N]:
        h_0 = x,  z_l = W_l h_l + b_l,  h_{l+1} = relu(z_l) (l < L-1),  f = z_{L-1},
        loss_t = mean_n (f_n − y_n)²,
    and, when gradients are asked for, dloss_t/dW_l and dloss_t/db_l by backpropagation:
@@ -18,6 +18,10 @@
    -ffp-contract=off, since whether w*h + z becomes one FMA (one rounding instead of two) would depend on the
    target and the compiler; nothing here asks for an FMA either. Options that let the compiler reorder,
    approximate or widen arithmetic are refused below.
+
+   A layer may be block-diagonal (a network of compositional blocks, docs/method.md §8): with groups[l] = g, W_l is
+   stored dense but only its g diagonal blocks (dims[l+1]/g × dims[l]/g) are read, and only they get a gradient
+   (the others' stays 0, so Adam never moves them); each block runs the unrolled 4×4 code.
 
    The file instantiates itself for float and double (the #include __FILE__ below). */
 
@@ -66,14 +70,16 @@
 typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
 typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
 
-/* One layer on one vector of points: out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
+/* One layer (or one diagonal block of a block-diagonal layer: W's rows are `ld` apart) on one vector of points:
+   out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
    trial is still seen as diverged). Always inlined, so that the calls below with constant shapes unroll. */
-static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, const real *W, const real *B,
-                                                              const VEC(vec) *in, VEC(vec) *out, int relu)
+static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, int64_t ld, const real *W,
+                                                              const real *B, const VEC(vec) *in, VEC(vec) *out,
+                                                              int relu)
 {
     for (int64_t o = 0; o < no; o++) {
         VEC(vec) z = B[o] + (VEC(vec)){0};
-        for (int64_t i = 0; i < ni; i++) z += W[o * ni + i] * in[i];
+        for (int64_t i = 0; i < ni; i++) z += W[o * ld + i] * in[i];
         out[o] = relu ? (VEC(vec))(~(z < 0) & (VEC(mask))z) : z;
     }
 }
@@ -81,28 +87,29 @@ static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64
 /* The same layer backwards: per-lane gradient sums aw += δ inᵀ, ab += δ, and (unless it is the first layer)
    prev = [!(in <= 0)] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation, masked by the ReLU's
    output as torch's threshold_backward masks it (a NaN output passes the gradient there too). */
-static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, const real *W,
+static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, int64_t ld, const real *W,
                                                                const VEC(vec) *in, const VEC(vec) *delta,
                                                                VEC(vec) *aw, VEC(vec) *ab, VEC(vec) *prev)
 {
     for (int64_t o = 0; o < no; o++) {
         ab[o] += delta[o];
-        for (int64_t i = 0; i < ni; i++) aw[o * ni + i] += delta[o] * in[i];
+        for (int64_t i = 0; i < ni; i++) aw[o * ld + i] += delta[o] * in[i];
     }
     if (!prev) return;
     for (int64_t i = 0; i < ni; i++) {
         VEC(vec) g = {0};
-        for (int64_t o = 0; o < no; o++) g += W[o * ni + i] * delta[o];
+        for (int64_t o = 0; o < no; o++) g += W[o * ld + i] * delta[o];
         prev[i] = (VEC(vec))(~(in[i] <= 0) & (VEC(mask))g);
     }
 }
 
-/* compnet's shapes (1→4, 4→4, 4→1) get fully unrolled copies; any other shape runs the general loops */
+/* compnet's shapes (1→4, 4→4, 4→1: a block's) get fully unrolled copies; any other shape runs the general loops */
 #define BY_SHAPE(f, no, ni, ...)                                                                                  \
     ((no) == 4 && (ni) == 4   ? f(4, 4, __VA_ARGS__)                                                              \
      : (no) == 4 && (ni) == 1 ? f(4, 1, __VA_ARGS__)                                                              \
      : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
                               : f(no, ni, __VA_ARGS__))
+
 
 /* The sum of one gradient entry's lanes, in the block's order: lane v of part q is the block's lane
    q·VLANES + v, and part q's sums lie `stride` vectors after part q−1's. */
@@ -117,9 +124,9 @@ static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
 /* the lane count, read by kernel.describe() from the build itself */
 int64_t CAT(NAME, lanes)(void) { return LANES; }
 
-int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const *w, const int64_t *w_stride,
-         const real *const *b, const int64_t *b_stride, const real *x, const real *y, int64_t y_stride, real *loss,
-         real *const *gw, real *const *gb)
+int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *groups, const real *const *w,
+         const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const real *x, const real *y,
+         int64_t y_stride, real *loss, real *const *gw, real *const *gb)
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
@@ -132,13 +139,17 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
        of the last block's parts are points. Padding lanes repeat the last point, so their activations are
        finite wherever the real ones are and their zeroed residual adds exactly nothing to the gradient sums
        (0 · inf would be NaN). */
-    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + PARTS * na + 2 * nv + PARTS));
+    int64_t n = dims[0]; /* the input's dimension: x is [n, N], one coordinate after another */
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + PARTS * na + (n + 1) * nv + PARTS));
     if (!h) return 1;
-    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + PARTS * na, *ys = xs + nv;
+    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + PARTS * na, *ys = xs + n * nv;
     mask *valid = (mask *)(ys + nv);
-    memset(xs, 0, VBYTES * (size_t)(2 * nv));
-    memcpy(xs, x, sizeof(real) * (size_t)N);
-    for (int64_t p = N; p < nv * VLANES; p++) ((real *)xs)[p] = x[N - 1];
+    memset(xs, 0, VBYTES * (size_t)((n + 1) * nv));
+    for (int64_t c = 0; c < n; c++) {
+        real *xc = (real *)(xs + c * nv);
+        memcpy(xc, x + c * N, sizeof(real) * (size_t)N);
+        for (int64_t p = N; p < nv * VLANES; p++) xc[p] = x[c * N + N - 1];
+    }
     for (int64_t q = 0; q < PARTS; q++)
         for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - PARTS + q) * VLANES + v < N ? -1 : 0;
     for (int64_t t = 0; t < T; t++) {
@@ -148,10 +159,14 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
         memset(acc, 0, VBYTES * (size_t)(PARTS * na));
         for (int64_t k = 0; k < nv; k++) {
             int64_t q = k % PARTS;
-            h[0] = xs[k];
-            for (int64_t l = 0; l < L; l++)
-                BY_SHAPE(VEC(forward), dims[l + 1], dims[l], w[l] + t * w_stride[l], b[l] + t * b_stride[l],
-                         h + l * width, h + (l + 1) * width, l < L - 1);
+            for (int64_t c = 0; c < n; c++) h[c] = xs[c * nv + k];
+            for (int64_t l = 0; l < L; l++) {
+                int64_t g = groups ? groups[l] : 1, no = dims[l + 1] / g, ni = dims[l] / g;
+                for (int64_t j = 0; j < g; j++)
+                    BY_SHAPE(VEC(forward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                             b[l] + t * b_stride[l] + j * no, h + l * width + j * ni, h + (l + 1) * width + j * no,
+                             l < L - 1);
+            }
             vec r = h[L * width] - ys[k];
             if (k >= nv - PARTS) r = (vec)((mask)r & valid[k - (nv - PARTS)]); /* padding lanes of the last block */
             sse[q] += r * r;
@@ -160,8 +175,11 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const real *const
             delta[0] = r * ((real)2 / (real)N);
             for (int64_t l = L - 1; l >= 0; l--) {
                 aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
-                BY_SHAPE(VEC(backward), dims[l + 1], dims[l], w[l] + t * w_stride[l], h + l * width, delta, aw, ab,
-                         l ? prev : NULL);
+                int64_t g = groups ? groups[l] : 1, no = dims[l + 1] / g, ni = dims[l] / g;
+                for (int64_t j = 0; j < g; j++)
+                    BY_SHAPE(VEC(backward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                             h + l * width + j * ni, delta + j * no, aw + j * (no * dims[l] + ni), ab + j * no,
+                             l ? prev + j * ni : NULL);
                 vec *swap = delta;
                 delta = prev, prev = swap;
             }

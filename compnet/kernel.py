@@ -140,8 +140,8 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
     for name in _FN.values():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        # T, N, L, dims, weights, their strides, biases, their strides, x, y, y's stride, loss, dW, db
-        fn.argtypes = [i64, i64, i64, i64s, ptrs, i64s, ptrs, i64s, ptr, ptr, i64, ptr, ptrs, ptrs]
+        # T, N, L, dims, groups, weights, their strides, biases, their strides, x, y, y's stride, loss, dW, db
+        fn.argtypes = [i64, i64, i64, i64s, i64s, ptrs, i64s, ptrs, i64s, ptr, ptr, i64, ptr, ptrs, ptrs]
         getattr(lib, f"{name}_lanes").restype = i64
     return _Built(lib, cc, version, tries[built], paths[built])
 
@@ -199,26 +199,38 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if inner.is_contiguous() else t.contiguous()
 
 
-def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor] | None) -> torch.Tensor:
+def _call(
+    layers: list[Layer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grads: list[torch.Tensor] | None,
+    groups: list[int] | None = None,
+) -> torch.Tensor:
     """Per-trial loss [T]; with `grads` ([w_1, b_1, w_2, …], contiguous, the layers' shapes) also
-    dloss_t/dW_l and dloss_t/db_l, written into them."""
+    dloss_t/dW_l and dloss_t/db_l, written into them. x is [N] or [N, n]; `groups[l]` = g reads layer l as g
+    diagonal blocks (the rest of its weight is taken as 0 and gets gradient 0)."""
     if any(w.dim() != 3 or b.dim() != 2 for w, b in layers):
         raise ValueError("the fused engine takes layers of weights [T, out, in] and biases [T, out]")
     w, b = [_rows(w) for w, _ in layers], [_rows(b) for _, b in layers]
-    T, N, L = w[0].shape[0], x.shape[-1], len(layers)
+    T, N, L = w[0].shape[0], x.shape[0], len(layers)
     dims = [w[0].shape[2]] + [t.shape[1] for t in w]
+    n = 1 if x.dim() == 1 else x.shape[1]
     # the C code trusts every shape and pointer: check here what torch's ops would have refused or broadcast
-    if x.dim() != 1 or dims[0] != 1 or dims[-1] != 1:
+    if x.dim() not in (1, 2) or dims[0] != n or dims[-1] != 1:
         raise ValueError(
-            f"the fused engine takes x [N] and a network from 1 input to 1 output, got x {tuple(x.shape)}, widths {dims}"
+            f"the fused engine takes x [N] or [N, n] and a network from n inputs to 1 output, got x "
+            f"{tuple(x.shape)}, widths {dims}"
         )
     for i, (wl, bl) in enumerate(zip(w, b)):
         if wl.shape != (T, dims[i + 1], dims[i]) or bl.shape != (T, dims[i + 1]):
             raise ValueError(
                 f"layer {i}: weight {tuple(wl.shape)} and bias {tuple(bl.shape)} do not chain for {T} trials"
             )
+    groups = groups or [1] * L
+    if len(groups) != L or any(g < 1 or dims[i] % g or dims[i + 1] % g for i, g in enumerate(groups)):
+        raise ValueError(f"groups {groups} must divide each layer's widths {dims}")
     y = y.expand(T, N)  # broadcasts as `mse` would (a shared row costs nothing: stride 0)
-    x, y = x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
+    x, y = x.T.contiguous() if n > 1 else x.contiguous(), y if y.stride(-1) == 1 else y.contiguous()
     if x.dtype not in _FN or any(t.dtype != x.dtype or t.device.type != "cpu" for t in (x, y, *w, *b)):
         raise TypeError(
             f"the fused engine takes CPU tensors, float32 or float64 throughout; got x {x.dtype} on {x.device}"
@@ -230,7 +242,7 @@ def _call(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[tor
     loss = torch.empty(T, dtype=x.dtype)
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     rc = getattr(library(), _FN[x.dtype])(
-        T, N, L, _array(i64, dims),
+        T, N, L, _array(i64, dims), _array(i64, groups),
         _array(ptr, [t.data_ptr() for t in w]), _array(i64, [t.stride(0) for t in w]),
         _array(ptr, [t.data_ptr() for t in b]), _array(i64, [t.stride(0) for t in b]),
         x.data_ptr(), y.data_ptr(), y.stride(0), loss.data_ptr(),
@@ -248,31 +260,40 @@ def _array(ctype, values: list):
 
 class _MlpMse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, y: torch.Tensor, groups: list[int] | None, *tensors: torch.Tensor
+    ) -> torch.Tensor:
         grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in tensors]
-        loss = _call(layer_pairs(list(tensors)), x, y, grads)
+        loss = _call(layer_pairs(list(tensors)), x, y, grads, groups)
         ctx.save_for_backward(*grads)
         return loss
 
     @staticmethod
     @once_differentiable  # the kernel's gradient is not itself differentiable
     def backward(ctx, g: torch.Tensor):
-        return (None, None, *(g.view(-1, *[1] * (d.dim() - 1)) * d for d in ctx.saved_tensors))
+        return (None, None, None, *(g.view(-1, *[1] * (d.dim() - 1)) * d for d in ctx.saved_tensors))
 
 
-def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-trial MSE [T] of the batched MLP `layers` on x [N] against y [T, N], differentiable in the layers.
+def mlp_mse(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, groups: list[int] | None = None) -> torch.Tensor:
+    """Per-trial MSE [T] of the batched MLP `layers` on x [N] (or [N, n]) against y [T, N], differentiable in
+    the layers (block-diagonal layers by `groups`: their off-block entries get gradient 0).
 
     The C call releases the GIL, so `batching.chunked`'s worker threads run their slices side by side."""
     if y.requires_grad:
         raise ValueError("the fused engine differentiates in the weights only; y must not require grad")
     tensors = layer_tensors(layers)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _MlpMse.apply(x, y, *tensors)
-    return _call(layers, x, y, None)
+        return _MlpMse.apply(x, y, groups, *tensors)
+    return _call(layers, x, y, None, groups)
 
 
-def mlp_mse_into(layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
+def mlp_mse_into(
+    layers: list[Layer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grads: list[torch.Tensor],
+    groups: list[int] | None = None,
+) -> torch.Tensor:
     """Per-trial MSE [T], writing dloss_t/dW_l, dloss_t/db_l into `grads` ([w_1, b_1, w_2, …], contiguous)
     without autograd: the raw-weight stage's gradients go straight into Adam's buffer."""
-    return _call(layers, x, y, grads)
+    return _call(layers, x, y, grads, groups)

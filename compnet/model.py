@@ -112,13 +112,13 @@ def encode(peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, offset
 
 
 def forward(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:
-    """Batched plain MLP (ReLU after every layer but the last): x [N] → [T, N].
+    """Batched plain MLP (ReLU after every layer but the last): x [N] (or [N, n]) → [T, N].
 
     Activations are kept as [T, width, N] so that each layer is one batched matrix product with the long
     axis (the points) contiguous. The ReLU works in place: autograd needs only its output, and a step is
     bound by memory traffic, so one [T, width, N] tensor less per layer is ~10% of a training step.
     """
-    h = x.expand(layers[0][0].shape[0], 1, x.shape[0])
+    h = (x.unsqueeze(0) if x.dim() == 1 else x.T).expand(layers[0][0].shape[0], -1, x.shape[0])
     for i, (w, b) in enumerate(layers):
         h = torch.baddbmm(b.unsqueeze(2), w, h)
         if i < len(layers) - 1:
@@ -127,12 +127,22 @@ def forward(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:
 
 
 class Shapes:
-    """Layer shapes of a width-`width`, `depth`-hidden-layer MLP with scalar input and output, and the
-    packing of all its weights and biases into one flat vector per trial ([T, P])."""
+    """Layer shapes of a width-`width`, `depth`-hidden-layer MLP with scalar input and output (or of any
+    widths, `Shapes.of`), and the packing of all its weights and biases into one flat vector per trial ([T, P])."""
 
     def __init__(self, depth: int, width: int = 4):
-        dims = [1] + [width] * depth + [1]
-        self.dims = list(zip(dims[1:], dims[:-1]))  # (out, in) per layer
+        self._set([1] + [width] * depth + [1])
+
+    @classmethod
+    def of(cls, widths: list[int]) -> Shapes:
+        """The shapes of an MLP with layer widths [inputs, hidden …, 1]."""
+        shapes = cls.__new__(cls)
+        shapes._set(list(widths))
+        return shapes
+
+    def _set(self, widths: list[int]) -> None:
+        self.widths = widths
+        self.dims = list(zip(widths[1:], widths[:-1]))  # (out, in) per layer
         self.size = sum(o * i + o for o, i in self.dims)
 
     def split(self, flat: torch.Tensor) -> list[Layer]:
