@@ -103,6 +103,10 @@ def train(cfg: Any, out: Path | None) -> Any:
             from compnet import plots
 
             plots.draw_trials(out, run.summaries, metric)
+            if any("network" in s for s in run.summaries):
+                from compnet import blockplots
+
+                blockplots.draw_experiment(out, run.summaries)
         if cfg.experiment.depths:
             from compnet import depth
 

@@ -108,6 +108,24 @@ class ModelConf:
     offset: bool = opt(True, "accumulator offset (exact manifold); false: the paper's plain encoding")
 
 
+class Reading(str, Enum):
+    auto = "auto"  # the target's best: split (1-D, one inflection), composed (radial), else ridge
+    split = "split"  # one block per convexity interval, identity sides facing (docs/method.md §8)
+    ridge = "ridge"  # blocks.ridge_blocks blocks along spread directions, read-out by least squares
+    composed = "composed"  # squaring blocks feeding one block: radial targets f(|x|²)
+
+
+@dataclass
+class BlocksConf:
+    """Networks of blocks (targets that need them: x3_minus_x, r3; `experiment=extensions`)."""
+
+    reading: Reading = opt(Reading.auto, "how blocks join: auto | split | ridge | composed")
+    ridge_blocks: int = opt(8, "blocks of the ridge reading")
+    mask: bool = opt(True, "the raw-weight stage keeps the block-diagonal sparsity; false: frees it")
+    margin: float = opt(0.5, "accumulator offset beyond the depth a block's input reaches below 0")
+    axis_points: int = opt(40, "training points per axis of a target with 2+ inputs (40: a 40×40 grid)")
+
+
 @dataclass
 class ExperimentConf:
     name: str = opt(MISSING, "none, or a table of the paper", inert=True)
@@ -123,6 +141,7 @@ class TrainConf:
     regime: RegimeConf = opt(factory=RegimeConf)
     experiment: ExperimentConf = opt(factory=ExperimentConf)
     model: ModelConf = opt(factory=ModelConf)
+    blocks: BlocksConf = opt(factory=BlocksConf)
     trials: int = opt(30, "trials per cell")
     trial_start: int = opt(0, "first trial's index: trials trial_start … trial_start+trials−1")
     seed: int = opt(0, "trial i draws from SeedSequence([seed, i])")
@@ -346,10 +365,6 @@ def validate(cfg: Any) -> None:
     )
     for target in cfg.experiment.targets or [cfg.target.name]:
         _one_of("target", target, TARGETS)
-        _check(
-            not TARGETS[target].needs_blocks,
-            f"target={target} ({TARGETS[target].label}) needs a network of blocks: run experiment=extensions",
-        )
     if cfg.experiment.methods:
         for m in cfg.experiment.methods:
             _one_of("method", m, METHODS)
@@ -360,9 +375,35 @@ def validate(cfg: Any) -> None:
             not (cfg.regime.name == "pretrain" and cfg.init.name in RANDOM_INITS),
             f"regime=pretrain needs peaks to pretrain; init={cfg.init.name} has none (use init=manifold or compositional)",
         )
+    _check(cfg.blocks.ridge_blocks >= 1, f"blocks.ridge_blocks={cfg.blocks.ridge_blocks}: need >= 1")
+    _check(cfg.blocks.margin >= 0, f"blocks.margin={cfg.blocks.margin}: need >= 0")
+    _check(cfg.blocks.axis_points >= 2, f"blocks.axis_points={cfg.blocks.axis_points}: need >= 2")
+    for cell in plan(cfg):
+        _check_blocks(cfg, cell)
     # pretraining is the only stage that clamps peaks
     pretrains = any(cell.regime == "pretrain" for cell in plan(cfg))
     _check_init(cfg.init, clamped=cfg.model.peaks == PeakParam.clamp and pretrains)
+
+
+def _check_blocks(cfg: Any, cell: Any) -> None:
+    """A block method needs a target that needs blocks, and a reading that can fit it."""
+    from compnet.methods import BLOCK_ONLY
+
+    target = TARGETS[cell.target]
+    _check(
+        target.needs_blocks or cell.method not in BLOCK_ONLY,
+        f"method {cell.method} compares against a network of blocks; target={cell.target} has none (it is one block)",
+    )
+    if target.needs_blocks:
+        from compnet.readings import ReadingError, design
+
+        for key in ("regions_every", "test_points"):
+            _check(not cfg[key], f"{key}={cfg[key]}: not available for networks of blocks yet (target={cell.target})")
+
+        try:
+            design(target, getattr(cfg.blocks.reading, "value", cfg.blocks.reading), cfg.blocks)
+        except ReadingError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _check_init(init: Any, clamped: bool = False) -> None:

@@ -56,6 +56,8 @@ class CellResult:
     wasted_final: list[int]  # hidden neurons that never change sign on [0, 1], per trial, −1 if diverged
     # regions_every=N: stage (pretrain, train) → epoch → linear pieces per trial, −1 once diverged
     pieces_by_epoch: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    # a network of blocks (or its dense control): its reading, layer widths and groups, trained parameters
+    network: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mse(self) -> torch.Tensor:
@@ -152,11 +154,23 @@ def count_kept(shapes: Shapes, kept: list[Kept], T: int) -> dict[int, dict[str, 
 def run(cfg: Any) -> tuple[list[CellResult], float]:
     """Train every cell of the configuration, one batch per depth; returns the results and the training wall
     time (s)."""
-    cells, results, seconds = plan(cfg), [], 0.0
+    cells, results, seconds = plan(cfg), {}, 0.0
     for depth in dict.fromkeys(c.depth for c in cells):
-        done, wall = _run_batch(at_depth(cfg, depth), [c for c in cells if c.depth == depth])
-        results, seconds = results + done, seconds + wall
-    return results, seconds
+        at = [c for c in cells if c.depth == depth]
+        single = [c for c in at if not get_target(c.target).needs_blocks]
+        blocks = [c for c in at if get_target(c.target).needs_blocks]
+        for train, group in ((_run_batch, single), (_run_blocks, blocks)):
+            if group:
+                done, wall = train(at_depth(cfg, depth), group)
+                results |= {r.cell: r for r in done}
+                seconds += wall
+    return [results[c] for c in cells], seconds
+
+
+def _run_blocks(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
+    from compnet.extensions import run_cells  # networks of blocks (docs/method.md §8)
+
+    return run_cells(cfg, cells)
 
 
 def device_of(cfg: Any) -> torch.device:

@@ -49,7 +49,10 @@ METHODS: dict[str, Method] = {
     "no_pretraining": Method("manifold", "direct", "No pretraining"),
     "not_enforced": Method("compositional", "pretrain", "Differentiability not enforced"),
     "enforced": Method("manifold", "pretrain", "Differentiability enforced"),
+    # networks of blocks only (docs/method.md §8): a dense network with as many parameters, the fair control
+    "dense_same": Method("kaiming", "direct", "Dense, same parameters"),
 }
+BLOCK_ONLY = ("dense_same",)
 
 
 # The paper's tables as experiments (`experiment=table1`): every cell of a table trained in one batch.
@@ -66,6 +69,14 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         "test_points": 10,
     },
     # error against depth (docs/method.md §9): no pretraining beside it, so that the law alone is measured too
+    # the paper's extension (docs/method.md §8): a non-convex and a two-dimensional target, networks of blocks
+    "extensions": {
+        "experiment": {
+            "name": "extensions",
+            "targets": ["x3_minus_x", "r3"],
+            "methods": ["default", "raai", "dense_same", "no_pretraining", "not_enforced", "enforced"],
+        }
+    },
     "depth": {
         "experiment": {
             "name": "depth",

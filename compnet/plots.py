@@ -203,6 +203,10 @@ def draw_run(folder: Path, summary: dict[str, Any] | None = None) -> list[Path]:
     """fit.png, loss.png and layers.png of a run folder (`summary`: its summary, if not yet on disk), and
     pieces.png where it has pieces.csv."""
     summary = read_summary(folder) if summary is None else summary
+    if "network" in summary:  # a network of blocks, or its dense control: its own figures
+        from compnet import blockplots
+
+        return blockplots.draw_cell(folder, summary)
     trials = pd.read_csv(folder / "trials.csv")
     with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
         fit, loss, layers = (folder / name for name in FIGURES)

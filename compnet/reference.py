@@ -7,6 +7,8 @@ encoding, no hand-written optimiser. The tests hold the engine to these, and `ma
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from compnet.methods import PEAK_CLAMP
@@ -14,19 +16,29 @@ from compnet.model import Shapes, closed_form, law_scales, to_sequential
 
 
 def raw_loop(
-    start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float
+    start: torch.Tensor,
+    shapes: Shapes,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    masks: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Final raw weights [T, P]: per trial an nn.Sequential from `start` [T, P] and its own Adam, full batch."""
+    """Final raw weights [T, P]: per trial an nn.Sequential from `start` [T, P] and its own Adam, full batch,
+    on x [N] or [N, n]; `masks` (one per layer) zero the gradient of the weights a block network keeps at 0."""
     finals = []
+    inputs = x[:, None] if x.dim() == 1 else x
     for t in range(start.shape[0]):
         net = to_sequential(shapes.split(start), t)
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         for _ in range(epochs):
             opt.zero_grad()
-            loss = ((net(x[:, None])[:, 0] - y) ** 2).mean()
+            loss = ((net(inputs)[:, 0] - y) ** 2).mean()
             loss.backward()
+            for m, mask in zip(linears, masks or []):
+                m.weight.grad.mul_(mask)
             opt.step()
-        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         finals.append(torch.cat([p.detach().flatten() for m in linears for p in (m.weight, m.bias)]))
     return torch.stack(finals)
 
@@ -62,3 +74,26 @@ def free_pretrain_loop(
         loss.backward()
         opt.step()
     return theta.detach(), s.detach()
+
+
+def blocks_pretrain_loop(
+    design: Any, peaks: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, free: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One trial's pretraining of a block network with a fixed read-out (docs/method.md §8): Adam on θ [K, d+1]
+    and s_1 [K] (law-tied scales), or every scale [K, d] (`free`), through the reading's closed form. Returns θ
+    and the scales [K, d]."""
+    theta = peaks.clone().requires_grad_(True)
+    s = law_scales(peaks)
+    s = (s if free else s[:, 0]).clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta, s], lr=lr)
+
+    def scales() -> torch.Tensor:
+        a = theta.clamp(*PEAK_CLAMP)
+        return s if free else law_scales(a, s)
+
+    for _ in range(epochs):
+        opt.zero_grad()
+        pred = design.closed_form(x, theta.clamp(*PEAK_CLAMP)[None], scales()[None], design.readout[None])[0]
+        ((pred - y) ** 2).mean().backward()
+        opt.step()
+    return theta.detach(), scales().detach()

@@ -231,6 +231,8 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
         "cells_in_batch": n_cells,
     }
     settings = settings_of(cfg, r.engine, r.device) | ({} if r.cell.depth is None else {"depth": r.cell.depth})
+    if r.network:
+        s["network"] = r.network
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
@@ -340,7 +342,7 @@ def clear(folder: Path) -> None:
         shutil.rmtree(cell)
     for name in RESULT_FILES:
         (folder / name).unlink(missing_ok=True)
-    for events in folder.glob(EVENT_FILES):
+    for events in [*folder.glob(EVENT_FILES), *folder.glob("fits-*.png")]:  # blockplots.draw_experiment's
         events.unlink()
 
 

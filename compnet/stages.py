@@ -65,18 +65,28 @@ def train_raw(
     workers: int = 1,
     fused: bool = False,
     keep_every: int = 0,
+    groups: list[int] | None = None,
 ) -> Fit:
     """Adam on the raw weights, all packed in one [T, P] tensor (and snapshots of it every `keep_every`
-    epochs)."""
+    epochs). `groups[l]` = g keeps layer l block-diagonal (g blocks): its other weights get no gradient."""
+    masks = None if groups is None else [_block_mask(o, i, g, flat.dtype) for (o, i), g in zip(shapes.dims, groups)]
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         def loss(p: list[torch.Tensor]) -> torch.Tensor:
             if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
-                return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p])
-            return batch_mse(layer_pairs(p), x, y[sl], fused=False)
+                return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p], groups)
+            layers = layer_pairs(p)
+            if masks is not None:  # w · mask: the same network (off-block weights are 0), no gradient off it
+                layers = [(w * m.to(w.device), b) for (w, b), m in zip(layers, masks)]
+            return batch_mse(layers, x, y[sl], fused=False)
 
         fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report, keep_every=keep_every)
         kept = [Snapshot(s.epoch, [Shapes.join(layer_pairs(s.params))]) for s in fit.snapshots]
         return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged, kept)
 
     return chunked(fit, flat.shape[0], workers, "train", epochs)
+
+
+def _block_mask(out: int, inp: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """1 on the `groups` diagonal blocks of an out × in weight, 0 elsewhere."""
+    return torch.block_diag(*[torch.ones(out // groups, inp // groups, dtype=dtype)] * groups)

@@ -32,6 +32,8 @@ class Target:
     fn: Callable[..., float]
     dim: int = 1
     domain: tuple[float, float] = (0.0, 1.0)
+    # a radial target f(x) = profile(|x|²) says so: the composed reading of blocks fits it (compnet/readings.py)
+    profile: Callable[[float], float] | None = None
 
     @property
     def needs_blocks(self) -> bool:
@@ -66,7 +68,9 @@ TARGETS: dict[str, Target] = {
         Target("tanh", "tanh(3x)", 1.0, lambda v: math.tanh(3 * v)),
         # the extension's (docs/method.md §8): fitted by networks of blocks (`experiment=extensions`)
         Target("x3_minus_x", "x³ − x", 0.0, lambda v: v * v * v - v, domain=(-1.0, 1.0)),
-        Target("r3", "r³ = (x² + y²)^{3/2}", 0.0, lambda u, v: (u * u + v * v) ** 1.5, dim=2, domain=(-1.0, 1.0)),
+        Target(
+            "r3", "r³", 0.0, lambda u, v: (u * u + v * v) ** 1.5, dim=2, domain=(-1.0, 1.0), profile=lambda s: s**1.5
+        ),
     )
 }
 
