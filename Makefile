@@ -10,7 +10,7 @@ ARGS ?=
 SEEDS ?=
 
 
-.PHONY: install install-slurm slurm-up slurm-down lint format test test-fast table1 table2 table3 depth paper ablations pieces readme regions bench bench-kernel clean
+.PHONY: install install-slurm slurm-up slurm-down lint format test test-fast table1 table2 table3 depth extensions paper ablations pieces readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -42,7 +42,7 @@ test: install
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
-table1 table2 table3 depth: install
+table1 table2 table3 depth extensions: install
 	$(COMPNET) train experiment=$@ $(ARGS)
 
 paper: install

@@ -113,6 +113,9 @@ def train(cfg: Any, out: Path | None) -> Any:
             depth.write(out, run.summaries, cfg.plots)
         if run.pieces is not None:
             write_pieces(out, run, cfg)
+        from compnet import blocks_report  # networks of blocks beside the paper's claim (extensions.md)
+
+        blocks_report.write(out, run.summaries, f"compnet train experiment={cfg.experiment.name}")
     return run
 
 

@@ -58,6 +58,8 @@ class CellResult:
     pieces_by_epoch: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     # a network of blocks (or its dense control): its reading, layer widths and groups, trained parameters
     network: dict[str, Any] = field(default_factory=dict)
+    # a 2-D target's exact pieces along lines: stage → line → pieces per trial (−1 if diverged), lines.csv
+    lines: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @property
     def mse(self) -> torch.Tensor:

@@ -204,9 +204,17 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
             if weights_pre is not None:
                 pieces["pretrain"] = pieces_of(target, shapes, weights_pre)[0]
             counts, wasted = pieces_of(target, shapes, final)
-            pieces["final"], wasted = (
-                [-1 if dv else v for v, dv in zip(vs, diverged.tolist())] for vs in (counts, wasted)
-            )
+            gone = diverged.tolist()
+            pieces["final"], wasted = ([-1 if dv else v for v, dv in zip(vs, gone)] for vs in (counts, wasted))
+            lines = {}
+            if target.dim == 2:  # every line at every stage; −1 after training for a diverged trial
+                stages = {"init": start[c], "pretrain": weights_pre, "final": final}
+                lines = {
+                    k: {n: line_pieces(shapes, w, *ends) for n, ends in LINES.items()}
+                    for k, w in stages.items()
+                    if w is not None
+                }
+                lines["final"] = {n: [-1 if dv else v for v, dv in zip(vs, gone)] for n, vs in lines["final"].items()}
             has_peaks = METHODS[c.method].init in ("manifold", "compositional")
             widths, groups = arch[c]
             network = {
@@ -236,5 +244,6 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
                 pieces=pieces,
                 wasted_final=wasted,
                 network=network,
+                lines=lines,
             )
     return [results[c] for c in cells], clock.seconds

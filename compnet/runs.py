@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # reading a run folder needs no torch
 
 SUMMARY = "summary.json"
 PIECES = "pieces.csv"
+LINES = "lines.csv"  # a 2-D network's exact pieces along lines (compnet/extensions.py)
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
 FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
@@ -233,6 +234,9 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
     settings = settings_of(cfg, r.engine, r.device) | ({} if r.cell.depth is None else {"depth": r.cell.depth})
     if r.network:
         s["network"] = r.network
+    if r.lines:  # the median count along each line after training (lines.csv has every trial and stage)
+        final = {line: [n for n in v if n >= 0] for line, v in r.lines["final"].items()}
+        s["median_pieces_final_along"] = {line: float(np.median(v)) if v else math.nan for line, v in final.items()}
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
@@ -257,6 +261,9 @@ def write_cell(
     trials.to_csv(folder / "trials.csv", index=False)
     if pieces is not None:
         pieces.to_csv(folder / PIECES, index=False)
+    if r.lines:
+        rows = [(t, stage, line, n) for stage, by in r.lines.items() for line, v in by.items() for t, n in enumerate(v)]
+        pd.DataFrame(rows, columns=["trial", "stage", "line", "pieces"]).to_csv(folder / LINES, index=False)
     if draw:
         from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
 
@@ -295,6 +302,8 @@ RESULT_FILES = (
     "paper_vs_ours.md",
     *DEPTH_FILES,
     PIECES,
+    LINES,
+    "extensions.md",
     "pieces.png",
     "pieces.md",
 )

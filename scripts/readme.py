@@ -32,6 +32,7 @@ BLOCKS = {
     # holds the experiment's file (sweeps end in -multirun, and `make paper` nests its tables one level deeper)
     "depth": Block("*/*-train/depth.md", "make depth", ("depth.png",)),
     "pieces": Block("*/*-train/pieces.md", "make pieces", ("pieces.png",)),
+    "extensions": Block("*/*-train/extensions.md", "make extensions", ("fits-x3_minus_x.png", "fits-r3.png")),
 }
 FIGURES = Path("docs/figures")
 

@@ -119,3 +119,15 @@ def test_the_experiment_writes_its_table_figures_and_records(tmp_path):
         assert torch.allclose(
             mse.float(), torch.tensor(run_.trials.query("cell == 'r3-enforced'").mse.to_numpy()).float(), rtol=1e-4
         )
+
+
+def test_lines_through_a_radial_network_agree_by_symmetry():
+    """The composed reading squares both coordinates alike, so at the start the network is symmetric in
+    x ↔ y and x ↔ −x: both axes, and both diagonals, cross the same number of pieces; along an axis the squares
+    alone put 2^d pieces (w = Y(x)/2), so there are at least that many."""
+    cfg = compnet.compose("target=r3", "init=manifold", "regime=direct", "trials=4", "depth=3", "epochs=0")
+    (r,), _ = run(cfg)
+    init = r.lines["init"]
+    assert init["x-axis"] == init["y-axis"] == r.pieces["init"]
+    assert init["diagonal"] == init["antidiagonal"]
+    assert min(init["x-axis"]) >= 2**3
