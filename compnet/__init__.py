@@ -1,9 +1,10 @@
 """compnet: compositional ReLU networks with exponentially many linear regions (Milkert, Hyde & Laine, ICML 2025).
 
-Data flow, one module per concern: targets → model, blocks (the network, its encoding and
-reparameterisation; networks of blocks) → init → optim, batching, stages (training) → experiment (the cells of
-a configuration, trained and analysed) → pieces, study (exact linear regions) → runs, shards (the run folder,
-both ways) → tables, depth, plots, tblog → commands → cli / api. The public API is imported lazily so that the command line starts fast:
+Data flow, one module per concern: targets → model, blocks, readings (the network, its encoding and
+reparameterisation; networks of blocks and how they join) → init → optim, batching, stages (training) →
+experiment, extensions (the cells of a configuration, trained and analysed; those of networks of blocks) →
+pieces, study (exact linear regions) → runs, shards (the run folder, both ways) → tables, depth,
+blocks_report, plots, blockplots, tblog → commands → cli / api. The public API is imported lazily so that the command line starts fast:
 
     compnet.train("target=x3", "trials=5", out=None)   # the CLI's pipeline, in-process → Run
     compnet.load_run("outputs/…")                      # any run or sweep folder → Run

@@ -108,7 +108,9 @@ class Design:
             # columns are near-collinear (every F_k is u_k plus small waves), so a relative 1e-12 ridge keeps
             # the solve defined without moving the optimum measurably
             G = A @ A.transpose(1, 2)
-            G = G + 1e-12 * G.diagonal(dim1=1, dim2=2).sum(1)[:, None, None] * torch.eye(G.shape[1], dtype=G.dtype)
+            G = G + 1e-12 * G.diagonal(dim1=1, dim2=2).sum(1)[:, None, None] * torch.eye(
+                G.shape[1], dtype=G.dtype, device=G.device
+            )
             sol = torch.linalg.solve(G, (A @ y.double().unsqueeze(2)))[..., 0]
             return sol.to(peaks.dtype)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from compnet.blocks import block_network
-from compnet.model import encode, law_scales
+from compnet.blocks import block_network, composed_closed_form, composed_groups, composed_layers, squares
+from compnet.model import closed_form, encode, forward, law_scales
 from compnet.pieces import count_linear_pieces
 
 f64 = torch.float64
@@ -58,3 +58,41 @@ def test_bad_shapes_are_refused_in_one_line():
         block_network(_peaks(2, 3, 0), sign=[1.0, 1.0], readout=[0.0, 1.0])
     with pytest.raises(ValueError, match="lie in"):
         block_network([[0.3, 1.2]], sign=[1.0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 3, 5])
+def test_the_composition_equals_its_closed_form(n, d):
+    """Squaring blocks (all peaks ½) feeding one block of random peaks, as one MLP of 2d hidden layers: equal
+    to c_0 + c_1 F_h(Σ Y(x_i)/n) on [−1, 1]^n, and its squaring layers block-diagonal as `composed_groups` says."""
+    T = 3
+    g = torch.Generator().manual_seed(n + 10 * d)
+    peaks = _peaks(T, d, seed=n + d).unsqueeze(1)  # [T, 1, d+1]
+    sign = torch.tensor([-1.0 if n % 2 else 1.0], dtype=f64)
+    readout = torch.randn(T, 2, generator=g, dtype=f64)
+    layers = composed_layers(peaks, law_scales(peaks), sign, readout, n)
+    assert [w.shape[1] for w, _ in layers] == [4 * n] * d + [4] * d + [1]
+    x = torch.cat(
+        [2 * torch.rand(3000, n, generator=g, dtype=f64) - 1, torch.ones(1, n, dtype=f64), torch.zeros(1, n, dtype=f64)]
+    )
+    assert (forward(layers, x) - composed_closed_form(x, peaks, law_scales(peaks), sign, readout)).abs().max() < 1e-12
+    for (w, _), groups in zip(layers, composed_groups(n, d)):
+        o, i = w.shape[1] // groups, w.shape[2] // groups
+        mask = torch.block_diag(*[torch.ones(o, i, dtype=f64)] * groups)
+        assert torch.equal(w * (1 - mask), torch.zeros_like(w))
+
+
+def test_the_squares_are_yarotskys_interpolant():
+    """Y(t) = 1 + 4(F(u) − u), u = (t + 1)/2, with all peaks ½: the piecewise-linear interpolant of t² at the
+    2^d + 1 grid points of [−1, 1], at most 2^{−2d} above it (Yarotsky 2017)."""
+    d = 4
+    peaks, scales = squares(1, d)
+    t = torch.linspace(-1, 1, 2**d + 1, dtype=f64)
+    u = (t + 1) / 2
+    Y = 1 + 4 * (closed_form(u[None], peaks, scales, torch.tensor([-1.0], dtype=f64))[0] - u)
+    assert (Y - t**2).abs().max() < 1e-15
+    tt = torch.linspace(-1, 1, 10001, dtype=f64)
+    uu = (tt + 1) / 2
+    YY = 1 + 4 * (closed_form(uu[None], peaks, scales, torch.tensor([-1.0], dtype=f64))[0] - uu)
+    gap = YY - tt**2
+    assert gap.min() >= -1e-15 and abs(gap.max().item() - 2 ** (-2 * d)) < 1e-6
