@@ -272,10 +272,9 @@ def load(cfg: Any) -> UserTarget:
         dim = 1 if x.ndim == 1 else x.shape[1]
         if conf.dim is not None and int(conf.dim) != dim:
             raise ConfigError(f"target.dim={conf.dim}, but {path} holds {dim}-D points")
-        if dim == 1 and len(np.unique(x)) < len(x):
-            raise ConfigError(
-                f"target.path={path}: x repeats a value ({x[np.argsort(x)][np.diff(np.sort(x)) == 0][0]})"
-            )
+        if dim == 1 and len(np.unique(x)) < len(x):  # two values at one x: no function, no second differences
+            xs = np.sort(x)
+            raise ConfigError(f"target.path={path}: x repeats a value ({xs[1:][np.diff(xs) == 0][0]})")
         data = float(x.min()), float(x.max())
         lo, hi = _domain(conf) or data
         if data[0] < lo or data[1] > hi:
