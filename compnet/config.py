@@ -138,7 +138,7 @@ class TrainConf:
         1000, "epochs of every stage, unless regime.*_epochs says otherwise", inert=True
     )  # recorded per stage
     lr: float = opt(1e-3, "Adam's learning rate")
-    points: int = opt(500, "training points, evenly spaced on [0, 1]")
+    points: int = opt(500, "training points, evenly spaced on [0, 1] (custom: on its domain; file: its own)")
     test_points: int = opt(0, "held-out points at cell centres; > 0 reports test MSE")
     dtype: DType = opt(DType.float32, "float32 | float64")
     plots: bool = opt(True, "draw fit.png, loss.png, layers.png", inert=True)
