@@ -113,8 +113,24 @@ def resolve(spec: str) -> Callable[..., Any]:
     raise ConfigError(f"target.fn={spec} does not resolve: tried {'; '.join(tried)}")
 
 
+# (callable, points) → values, the last few: the command line checks a configuration, then trains it, in one
+# process, and a user's function may be slow (a simulation): each point is evaluated once.
+_VALUES: dict[tuple[int, tuple[int, ...], bytes], tuple[Callable[..., Any], np.ndarray]] = {}
+
+
 def _evaluate(fn: Callable[..., Any], x: np.ndarray, spec: str, what: str = "grid point") -> np.ndarray:
     """fn point by point in float64 (a row of x gives its dim arguments), each value a finite number."""
+    key = (id(fn), x.shape, x.tobytes())
+    if (hit := _VALUES.get(key)) and hit[0] is fn:  # the object itself is kept, so its id is not reused
+        return hit[1]
+    out = _values(fn, x, spec, what)
+    if len(_VALUES) >= 8:
+        _VALUES.pop(next(iter(_VALUES)))
+    _VALUES[key] = (fn, out)
+    return out
+
+
+def _values(fn: Callable[..., Any], x: np.ndarray, spec: str, what: str) -> np.ndarray:
     rows = x.tolist()
     out = np.empty(len(rows), dtype=np.float64)
     for i, p in enumerate(rows):
@@ -240,9 +256,10 @@ def _chord_side(conf: Any, x: np.ndarray, y: np.ndarray, dim: int) -> tuple[int,
     return int(s), c
 
 
-def load(cfg: Any) -> UserTarget:
+def load(cfg: Any, points: int | None = None) -> UserTarget:
     """The user's target of a `compnet train` configuration (target=custom or file), resolved, evaluated on
-    its grid (custom: `points` per axis on its domain; file: its own points) and checked."""
+    its grid and checked. custom: `points` per axis on its domain (default: cfg.points in 1-D; a 5-point check
+    grid per axis for dim > 1, which the single network refuses anyway); file: its own points."""
     conf, kind = cfg.target, cfg.target.name
     dtype = str(getattr(cfg.dtype, "value", cfg.dtype))
     if kind == "custom":
@@ -253,7 +270,7 @@ def load(cfg: Any) -> UserTarget:
             raise ConfigError(f"target.dim={dim}: need dim >= 1")
         _check_arity(fn, conf.fn, dim)
         lo, hi = _domain(conf) or (0.0, 1.0)
-        n = cfg.points if dim == 1 else min(cfg.points, GRID_CHECK)
+        n = points or (cfg.points if dim == 1 else min(cfg.points, GRID_CHECK))
         axis = _rounded(np.arange(n, dtype=np.float64) / max(n - 1, 1), dtype)
         u = axis if dim == 1 else np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
         x = lo + (hi - lo) * u  # for [0, 1]: u itself, so a built-in's formula gives its own bits

@@ -85,6 +85,24 @@ def test_wave_sign_found_set_and_flipped(compose):
     assert ridge.target.needs_blocks and ridge.x.shape == (25, 2) and ridge.why_blocks == "2-D input"
 
 
+def test_every_method_on_one_callable_evaluated_once_per_point(tmp_path, compose):
+    """experiment.methods with a user's target: a cell per method, one batch, the table; the callable runs
+    once per training point although the configuration is checked before training."""
+    import userfuncs
+
+    userfuncs.CALLS[0] = 0
+    run = compnet.train(
+        "target=custom", "target.fn=userfuncs:counted", "experiment.methods=[default,enforced]", "points=25",
+        "trials=2", "epochs=3", out=tmp_path / "run",
+    )  # fmt: skip
+    assert userfuncs.CALLS[0] == 25
+    assert [s["cell"] for s in run.summaries] == ["custom-default", "custom-enforced"]
+    assert all(s["target_source"]["fn"] == "userfuncs:counted" for s in run.summaries)
+    assert "custom" in (tmp_path / "run" / "table.md").read_text() and (tmp_path / "run" / "trials.png").is_file()
+    two = custom.load(compose("target=custom", "target.fn=userfuncs:ridge", "target.dim=2"), points=4)
+    assert two.x.shape == (16, 2) and two.y[:2].tolist() == pytest.approx([0, 1 / 9])  # the block engine's grid
+
+
 def test_resolution():
     assert custom.resolve("userfuncs:cube")(2.0) == 8.0
     assert custom.resolve("userfuncs.cube")(2.0) == 8.0

@@ -43,4 +43,12 @@ def vector(x: float) -> tuple[float, float]:
     return (x, x)
 
 
+CALLS = [0]
+
+
+def counted(x: float) -> float:
+    CALLS[0] += 1  # a slow function is evaluated once per point, though the configuration is checked twice
+    return x * x
+
+
 NOT_CALLABLE = 3.0
