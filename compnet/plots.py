@@ -84,7 +84,8 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
     ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {label}")
     for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e})"
+        units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
+        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})"
         ax.plot(x, pred[t], color=color, lw=1, label=label)
         ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
     xs = weights["x"]
