@@ -256,75 +256,95 @@ def _chord_side(conf: Any, x: np.ndarray, y: np.ndarray, dim: int) -> tuple[int,
     return int(s), c
 
 
+@dataclass
+class _Points:
+    """What a callable or a file gives: its training points, in its own coordinates and units."""
+
+    fn: Callable[..., Any]
+    x: np.ndarray
+    y: np.ndarray
+    u: np.ndarray
+    dim: int
+    domain: tuple[float, float]
+    label: str
+    source: dict[str, Any]
+
+
+def _from_callable(conf: Any, n: int | None, cfg: Any, dtype: str) -> _Points:
+    """`n` evenly spaced points per axis in the training dtype, u, and x = lo + (hi − lo) u in float64."""
+    if not conf.fn:
+        raise ConfigError("target=custom needs target.fn=module:function (a Python callable)")
+    fn, dim = resolve(conf.fn), 1 if conf.dim is None else int(conf.dim)
+    if dim < 1:
+        raise ConfigError(f"target.dim={dim}: need dim >= 1")
+    _check_arity(fn, conf.fn, dim)
+    lo, hi = _domain(conf) or (0.0, 1.0)
+    n = n or (cfg.points if dim == 1 else min(cfg.points, GRID_CHECK))
+    axis = _rounded(np.arange(n, dtype=np.float64) / max(n - 1, 1), dtype)
+    u = axis if dim == 1 else np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
+    x = lo + (hi - lo) * u  # for [0, 1]: u itself, so a built-in's formula gives its own bits
+    y = _evaluate(fn, x, conf.fn)
+    file = getattr(inspect.getmodule(fn), "__file__", None)
+    source = {"kind": "custom", "fn": conf.fn, "module_file": file, "sha256": file and sha256(Path(file))}
+    label = f"{conf.fn} on [{lo:g}, {hi:g}]" + (f"^{dim}" if dim > 1 else "")
+    return _Points(fn, x, y, u, dim, (lo, hi), label, source)
+
+
+def _from_file(conf: Any, cfg: Any, dtype: str) -> _Points:
+    """The file's points in its order; the domain is the data's unless given (then it must hold them)."""
+    if not conf.path:
+        raise ConfigError("target=file needs target.path=FILE (.csv with a header x,y or x1,…,xn,y; .npz with x, y)")
+    path = Path(conf.path)
+    x, y = read_points(path)
+    dim = 1 if x.ndim == 1 else x.shape[1]
+    if conf.dim is not None and int(conf.dim) != dim:
+        raise ConfigError(f"target.dim={conf.dim}, but {path} holds {dim}-D points")
+    if dim == 1 and len(np.unique(x)) < len(x):  # two values at one x: no function, no second differences
+        xs = np.sort(x)
+        raise ConfigError(f"target.path={path}: x repeats a value ({xs[1:][np.diff(xs) == 0][0]})")
+    data = float(x.min()), float(x.max())
+    lo, hi = _domain(conf) or data
+    if data[0] < lo or data[1] > hi:
+        raise ConfigError(f"target.path={path}: its x spans [{data[0]:g}, {data[1]:g}], outside target.domain")
+    if lo >= hi:
+        raise ConfigError(f"target.path={path}: every x is {lo:g}; the points need a domain lo < hi")
+    if cfg.test_points:
+        raise ConfigError(f"target=file has values only at its points: test_points={cfg.test_points} must be 0")
+    u = _rounded((x - lo) / (hi - lo), dtype)
+    source = {"kind": "file", "path": str(path.resolve()), "sha256": sha256(path), "n_points": len(y)}
+    return _Points(_no_values_between(path), x, y, u, dim, (lo, hi), f"{path.name} ({len(y)} points)", source)
+
+
 def load(cfg: Any, points: int | None = None) -> UserTarget:
     """The user's target of a `compnet train` configuration (target=custom or file), resolved, evaluated on
     its grid and checked. custom: `points` per axis on its domain (default: cfg.points in 1-D; a 5-point check
     grid per axis for dim > 1, which the single network refuses anyway); file: its own points."""
-    conf, kind = cfg.target, cfg.target.name
+    conf = cfg.target
     dtype = str(getattr(cfg.dtype, "value", cfg.dtype))
-    if kind == "custom":
-        if not conf.fn:
-            raise ConfigError("target=custom needs target.fn=module:function (a Python callable)")
-        fn, dim = resolve(conf.fn), 1 if conf.dim is None else int(conf.dim)
-        if dim < 1:
-            raise ConfigError(f"target.dim={dim}: need dim >= 1")
-        _check_arity(fn, conf.fn, dim)
-        lo, hi = _domain(conf) or (0.0, 1.0)
-        n = points or (cfg.points if dim == 1 else min(cfg.points, GRID_CHECK))
-        axis = _rounded(np.arange(n, dtype=np.float64) / max(n - 1, 1), dtype)
-        u = axis if dim == 1 else np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
-        x = lo + (hi - lo) * u  # for [0, 1]: u itself, so a built-in's formula gives its own bits
-        y = _evaluate(fn, x, conf.fn)
-        module = inspect.getmodule(fn)
-        file = getattr(module, "__file__", None)
-        source = {"kind": kind, "fn": conf.fn, "module_file": file, "sha256": file and sha256(Path(file))}
-        label = f"{conf.fn} on [{lo:g}, {hi:g}]" + (f"^{dim}" if dim > 1 else "")
-    else:
-        if not conf.path:
-            raise ConfigError(
-                "target=file needs target.path=FILE (.csv with a header x,y or x1,…,xn,y; .npz with x, y)"
-            )
-        path = Path(conf.path)
-        x, y = read_points(path)
-        dim = 1 if x.ndim == 1 else x.shape[1]
-        if conf.dim is not None and int(conf.dim) != dim:
-            raise ConfigError(f"target.dim={conf.dim}, but {path} holds {dim}-D points")
-        if dim == 1 and len(np.unique(x)) < len(x):  # two values at one x: no function, no second differences
-            xs = np.sort(x)
-            raise ConfigError(f"target.path={path}: x repeats a value ({xs[1:][np.diff(xs) == 0][0]})")
-        data = float(x.min()), float(x.max())
-        lo, hi = _domain(conf) or data
-        if data[0] < lo or data[1] > hi:
-            raise ConfigError(f"target.path={path}: its x spans [{data[0]:g}, {data[1]:g}], outside target.domain")
-        if lo >= hi:
-            raise ConfigError(f"target.path={path}: every x is {lo:g}; the points need a domain lo < hi")
-        if cfg.test_points:
-            raise ConfigError(f"target=file has values only at its points: test_points={cfg.test_points} must be 0")
-        u = _rounded((x - lo) / (hi - lo), dtype)
-        fn = _no_values_between(path)
-        source = {"kind": kind, "path": str(path.resolve()), "sha256": sha256(path), "n_points": len(y)}
-        label = f"{path.name} ({len(y)} points)"
-    side, curv = _chord_side(conf, x, y, dim)
+    p = _from_callable(conf, points, cfg, dtype) if conf.name == "custom" else _from_file(conf, cfg, dtype)
+    x, y = p.x, p.y
+    side, curv = _chord_side(conf, x, y, p.dim)
     offset, scale, why = 0.0, 1.0, None
-    if dim > 1:
-        why = f"{dim}-D input"
+    if p.dim > 1:
+        why = f"{p.dim}-D input"
     elif side == 0:
         why = "neither convex nor concave"
-    order = np.argsort(x, kind="stable") if dim == 1 else None
     if why is None and conf.normalise:
+        order = np.argsort(x, kind="stable")
         y0, y1 = float(y[order[0]]), float(y[order[-1]])
         if abs(y1 - y0) <= EQUAL_ENDS * float(y.max() - y.min()):
             why = "equal end values, no endpoint normalisation (target.normalise=false fits it as is)"
         else:
             offset, scale = y0, y1 - y0
     sigma = 0 if why else side * (1 if scale > 0 else -1)  # a decreasing chord flips the side under normalisation
-    target = Target(kind, f"{label}: {why}" if why else label, float(sigma), fn, dim, (lo, hi), mapped=True)
-    source |= {
-        "label": label,
-        "dim": dim,
-        "domain": [lo, hi],
+    label = f"{p.label}: {why}" if why else p.label
+    target = Target(conf.name, label, float(sigma), p.fn, p.dim, p.domain, mapped=True)
+    source = p.source | {
+        "label": p.label,
+        "dim": p.dim,
+        "domain": list(p.domain),
         "convexity": curv,
-        "inflections": inflections(x, y) if dim == 1 else [],
+        "inflections": inflections(x, y) if p.dim == 1 else [],
         "chord_side": side,
         "wave_sign": sigma,
         "normalise": bool(conf.normalise),
@@ -332,7 +352,7 @@ def load(cfg: Any, points: int | None = None) -> UserTarget:
         "scale": scale,
         "dtype": dtype,
     }
-    return UserTarget(target, x, y, u, offset, scale, side, why, source)
+    return UserTarget(target, x, y, p.u, offset, scale, side, why, source)
 
 
 def _no_values_between(path: Path) -> Callable[..., float]:
