@@ -70,7 +70,9 @@ def write(folder: Path, summaries: list[dict[str, Any]], command: str) -> str:
         cells = {s["method"]: s for s in blocks if s["target"] == target}
         rows = [_row(cells[m]) for m in sorted(cells, key=method_order)]
         table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
-        parts.append(f"## {get_target(target).label}\n\n{table}\n\n" + "\n".join(_verdict(cells)))
+        first = next(iter(cells.values()))
+        label = first.get("target_source", {}).get("label") or get_target(target).label
+        parts.append(f"## {label}\n\n{table}\n\n" + "\n".join(_verdict(cells)))
     text = "\n\n".join(parts) + "\n"
     (folder / REPORT).write_text(text)
     return text

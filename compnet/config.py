@@ -35,7 +35,7 @@ from compnet.methods import (
     REGIMES,
     plan,
 )
-from compnet.targets import TARGETS
+from compnet.targets import TARGETS, USER_TARGETS
 
 
 def opt(default: Any = MISSING, help: str = "", inert: bool = False, factory: Any = None) -> Any:
@@ -80,7 +80,14 @@ class DType(str, Enum):
 
 @dataclass
 class TargetConf:
-    name: str = opt(MISSING, "the function fitted on [0, 1]", inert=True)
+    name: str = opt(MISSING, "the function fitted: one of the paper's on [0, 1], or custom | file", inert=True)
+    # a user's own target (compnet/custom.py, docs/method.md §10); null: not given
+    fn: str | None = opt(None, "target=custom: the callable, module:function (or module.function)")
+    path: str | None = opt(None, "target=file: its points, CSV (header x,y or x1,…,xn,y) or NPZ (x, y)")
+    dim: int | None = opt(None, "custom, file: input dimension; null: 1 (custom), the columns (file)")
+    domain: list[float] | None = opt(None, "custom, file: [lo, hi]; null: [0, 1] (custom), the data's (file)")
+    sign: str = opt("auto", "custom, file: -1 below its chord (convex), 1 above (concave); auto: found")
+    normalise: bool = opt(True, "custom, file: fit (y − y(lo))/(y(hi) − y(lo)); false: y as is")
 
 
 @dataclass
@@ -150,7 +157,7 @@ class TrainConf:
         1000, "epochs of every stage, unless regime.*_epochs says otherwise", inert=True
     )  # recorded per stage
     lr: float = opt(1e-3, "Adam's learning rate")
-    points: int = opt(500, "training points, evenly spaced on [0, 1]")
+    points: int = opt(500, "training points, evenly spaced on [0, 1] (custom: on its domain; file: its own)")
     test_points: int = opt(0, "held-out points at cell centres; > 0 reports test MSE")
     dtype: DType = opt(DType.float32, "float32 | float64")
     plots: bool = opt(True, "draw fit.png, loss.png, layers.png", inert=True)
@@ -221,6 +228,7 @@ def help_footer() -> str:
     """`compnet train --help`'s list of groups and keys, from the Python tables and the schema."""
     lines = ["Groups (group=option):"]
     lines += [_line(f"target={t}", TARGETS[t].label) for t in TARGETS]
+    lines += [_line(f"target={t}", why) for t, why in USER_TARGETS.items()]
     lines += [_line(f"init={i}", INIT_HELP[i]) for i in INITS]
     lines += [_line(f"regime={r}", REGIME_HELP[r]) for r in REGIMES]
     tables = "|".join(e for e in EXPERIMENTS if e not in ("none", "depth"))
@@ -238,6 +246,8 @@ Defaults are the paper's: width 4, depth 5, 500 points, Adam lr 1e-3, 1000 epoch
   compnet train -m target=x3,x11 init=kaiming,manifold   a sweep, one job per configuration
   compnet train experiment=table1                        a table's cells in one batch
   compnet train experiment=depth                         error against depth 1–12, a batch per depth
+  compnet train target=custom target.fn=mymod:f          your function (target.domain=[lo,hi], target.dim)
+  compnet train target=file target.path=points.csv       your points (columns x,y; or an .npz with x, y)
 """
 REGIONS_HELP_HEADER = """compnet regions: exact linear-region counts of untrained networks versus depth and width (no training),
 or of the saved networks of finished runs (from=PATH).
@@ -255,7 +265,7 @@ def register(app: str = "train") -> None:
     template = "${hydra.help.header}\n${hydra.help.footer}\n"
     if app == "train":
         cs.store(name="train_schema", node=TrainConf)
-        for group, names in (("target", TARGETS), ("init", INITS), ("regime", REGIMES)):
+        for group, names in (("target", [*TARGETS, *USER_TARGETS]), ("init", INITS), ("regime", REGIMES)):
             for name in names:
                 cs.store(group=group, name=name, node={"name": name})
         for name, node in EXPERIMENTS.items():
@@ -309,6 +319,10 @@ def check_overrides(overrides: list[str]) -> None:
     own targets, methods and depths replace `target=`, `init=`, `regime=` and `depth=`."""
     keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides if "=" in o}
     named = EXPERIMENTS.get(keys.get("experiment", "none"), {}).get("experiment", {})
+    if keys.get("target") == "file" and "points" in keys:
+        raise ConfigError(
+            f"target=file trains on the file's own points, so points={keys['points']} would be ignored: drop points="
+        )
     for group, replaced_by in (
         ("target", "experiment.targets"),
         ("init", "experiment.methods"),
@@ -363,8 +377,7 @@ def validate(cfg: Any) -> None:
         not (cfg.engine == "fused" and cfg.device == "cuda"),  # str enums: equal to their values
         "engine=fused runs on the CPU only; with device=cuda use engine=torch or engine=auto",
     )
-    for target in cfg.experiment.targets or [cfg.target.name]:
-        _one_of("target", target, TARGETS)
+    _check_target(cfg)
     if cfg.experiment.methods:
         for m in cfg.experiment.methods:
             _one_of("method", m, METHODS)
@@ -388,8 +401,9 @@ def validate(cfg: Any) -> None:
 def _check_blocks(cfg: Any, cell: Any) -> None:
     """A block method needs a target that needs blocks, and a reading that can fit it."""
     from compnet.methods import BLOCK_ONLY
+    from compnet.targets import target_of
 
-    target = TARGETS[cell.target]
+    target = target_of(cell.target, cfg)
     _check(
         target.needs_blocks or cell.method not in BLOCK_ONLY,
         f"method {cell.method} compares against a network of blocks; target={cell.target} has none (it is one block)",
@@ -404,6 +418,37 @@ def _check_blocks(cfg: Any, cell: Any) -> None:
             design(target, getattr(cfg.blocks.reading, "value", cfg.blocks.reading), cfg.blocks)
         except ReadingError as e:
             raise ConfigError(str(e)) from None
+
+
+# the target keys only a user's target reads, and their defaults (TargetConf)
+USER_KEYS = {"fn": None, "path": None, "dim": None, "domain": None, "sign": "auto", "normalise": True}
+
+
+def _check_target(cfg: Any) -> None:
+    """Every target is known, no key is given that it would ignore, and the single network can fit it: a user's
+    target (custom, file) is resolved, evaluated and checked here, before any work (compnet/custom.py)."""
+    conf = cfg.target
+    for t in cfg.experiment.targets:
+        _check(t not in USER_TARGETS, f"experiment.targets=[{t}]: a user's target is one: use target={t} instead")
+    for target in cfg.experiment.targets or [conf.name]:
+        _one_of("target", target, [*TARGETS, *USER_TARGETS])
+    owner = {"fn": "custom", "path": "file"}
+    for key, default in USER_KEYS.items():
+        given = conf[key] if key != "domain" or conf[key] is None else list(conf[key])
+        if given == default or str(given) == str(default):
+            continue
+        if cfg.experiment.targets or conf.name not in USER_TARGETS:
+            names = ", ".join(cfg.experiment.targets) or conf.name
+            needs = owner.get(key, "custom or target=file")
+            raise ConfigError(f"target.{key}={given} is read only with target={needs} (here: {names})")
+        _check(
+            conf.name == owner.get(key, conf.name),
+            f"target.{key}={given} is read only with target={owner.get(key)} (here: target={conf.name})",
+        )
+    if conf.name in USER_TARGETS and not cfg.experiment.targets:
+        from compnet import custom  # numpy only; imports the user's module
+
+        custom.load(cfg)  # resolved and checked here; one that needs blocks trains in the block engine
 
 
 def _check_init(init: Any, clamped: bool = False) -> None:

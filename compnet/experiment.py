@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from compnet import kernel
+from compnet import custom, kernel
 from compnet.batching import Stopwatch, workers_default
+from compnet.custom import UserTarget
 from compnet.init import generators, start_weights, trial_seed
 from compnet.methods import Cell, plan
 from compnet.model import Reparam, Shapes, forward
@@ -60,6 +61,10 @@ class CellResult:
     network: dict[str, Any] = field(default_factory=dict)
     # a 2-D target's exact pieces along lines: stage → line → pieces per trial (−1 if diverged), lines.csv
     lines: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # a user's target (compnet/custom.py): what it was (summary.json's target_source), the values the network
+    # fitted (v, network units; the losses above are in the target's own units, × scale²)
+    target_source: dict[str, Any] | None = None
+    y: torch.Tensor | None = None
 
     @property
     def mse(self) -> torch.Tensor:
@@ -105,11 +110,13 @@ class Start:
     y: torch.Tensor
 
 
-def start_of(cell: Cell, cfg: Any, shapes: Shapes, reparam: Reparam, x: torch.Tensor) -> Start:
+def start_of(
+    cell: Cell, cfg: Any, shapes: Shapes, reparam: Reparam, x: torch.Tensor, user: UserTarget | None = None
+) -> Start:
     gens, T = generators(cfg.seed, cfg.trials, cfg.trial_start), cfg.trials
-    target = get_target(cell.target)
+    target = get_target(cell.target) if user is None else user.target
     sign = torch.full((T,), target.sign, dtype=x.dtype)
-    y = target(x).expand(T, -1)
+    y = (target(x) if user is None else user.values(x.dtype)).expand(T, -1)
     flat, peaks = start_weights(cell.init, shapes, gens, cfg.init, sign, x.dtype, reparam.offset)
     return Start(flat, peaks, sign, y)
 
@@ -159,8 +166,10 @@ def run(cfg: Any) -> tuple[list[CellResult], float]:
     cells, results, seconds = plan(cfg), {}, 0.0
     for depth in dict.fromkeys(c.depth for c in cells):
         at = [c for c in cells if c.depth == depth]
-        single = [c for c in at if not get_target(c.target).needs_blocks]
-        blocks = [c for c in at if get_target(c.target).needs_blocks]
+        from compnet.targets import target_of
+
+        needs = {t: target_of(t, cfg).needs_blocks for t in dict.fromkeys(c.target for c in at)}
+        single, blocks = [c for c in at if not needs[c.target]], [c for c in at if needs[c.target]]
         for train, group in ((_run_batch, single), (_run_blocks, blocks)):
             if group:
                 done, wall = train(at_depth(cfg, depth), group)
@@ -200,8 +209,10 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
     # one GPU is one stream of work: worker threads would only take turns on it
     workers = 1 if device.type == "cuda" else cfg.workers or workers_default()
     T, shapes, reparam = cfg.trials, Shapes(cfg.depth), reparam_of(cfg)
-    x = train_grid(cfg.points, getattr(torch, _value(cfg.dtype)))
-    starts = [start_of(c, cfg, shapes, reparam, x) for c in cells]
+    dtype = getattr(torch, _value(cfg.dtype))
+    user = custom.of(cfg)  # a user's target: its own points (and maps), shared by every cell of the batch
+    x = train_grid(cfg.points, dtype) if user is None else user.inputs(dtype)
+    starts = [start_of(c, cfg, shapes, reparam, x, user) for c in cells]
     clock = Stopwatch()
     every = cfg.regions_every
     kept: list[Kept] = []
@@ -245,7 +256,12 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
             trained[i] = (history[:, sl], final[sl], diverged[sl])
 
     by_epoch = count_kept(shapes, kept, T) if kept else {}
-    xt = test_grid(cfg.test_points, x.dtype) if cfg.test_points else None
+    xt, yt = None, None  # held-out points, and a user's target's values there
+    if cfg.test_points:
+        xt, yt = (
+            (test_grid(cfg.test_points, x.dtype), None) if user is None else user.held_out(cfg.test_points, x.dtype)
+        )
+    units = 1.0 if user is None else user.scale**2  # MSE in the target's own units (normalised: × scale²)
     results = []
     for i, cell in enumerate(cells):
         loss, final, diverged = trained[i]
@@ -255,7 +271,7 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         test = None
         if xt is not None:
             with torch.no_grad():
-                test = mse(forward(shapes.split(final), xt), get_target(cell.target)(xt))
+                test = mse(forward(shapes.split(final), xt), get_target(cell.target)(xt) if yt is None else yt)
         pieces = {"init": trial_pieces(shapes, starts[i].flat)[0]}
         if weights_pre is not None:
             pieces["pretrain"] = trial_pieces(shapes, weights_pre)[0]
@@ -264,13 +280,15 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
         pieces["final"], wasted = ([-1 if d else n for n, d in zip(ns, diverged.tolist())] for ns in (counts, wasted))
         if train_counts := by_epoch.get(i, {}).get("train"):  # its last row is this count: −1 for a blow-up too
             train_counts[max(train_counts)] = pieces["final"]
+        if units != 1.0:  # after `failures`, which compares the network's own MSE with its own variance
+            loss, loss_pre, test = (None if t is None else t * units for t in (loss, loss_pre, test))
         results.append(
             CellResult(
                 cell=cell,
                 trial_start=cfg.trial_start,
                 seeds=[trial_seed(cfg.seed, t) for t in range(cfg.trial_start, cfg.trial_start + T)],
                 x=x,
-                var_target=float(starts[i].y[0].var(unbiased=False)),
+                var_target=float(starts[i].y[0].var(unbiased=False)) * units,
                 loss_train=loss,
                 loss_pretrain=loss_pre,
                 start=starts[i].flat,
@@ -286,6 +304,8 @@ def _run_batch(cfg: Any, cells: list[Cell]) -> tuple[list[CellResult], float]:
                 pieces=pieces,
                 wasted_final=wasted,
                 pieces_by_epoch=by_epoch.get(i, {}),
+                target_source=None if user is None else user.source,
+                y=None if user is None else starts[i].y[0],
             )
         )
     return results, clock.seconds

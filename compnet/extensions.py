@@ -35,7 +35,7 @@ from compnet.optim import Fit, Report, adam
 from compnet.pieces import trial_pieces
 from compnet.readings import Design, design
 from compnet.stages import batch_mse, train_raw
-from compnet.targets import Target, domain_grid, get_target
+from compnet.targets import USER_TARGETS, Target, domain_grid, get_target
 
 # the 2-D lines along which pieces are counted, as (start, end) on [−1, 1]²: both axes, both diagonals
 LINES = {
@@ -49,6 +49,24 @@ LINES = {
 def grid_of(target: Target, cfg: Any, dtype: torch.dtype) -> torch.Tensor:
     """The training points: `points` on a 1-D domain, `blocks.axis_points` per axis otherwise."""
     return domain_grid(target, cfg.points if target.dim == 1 else cfg.blocks.axis_points, dtype)
+
+
+def data_of(name: str, cfg: Any, dtype: torch.dtype) -> tuple[Target, torch.Tensor, torch.Tensor, Any]:
+    """(target, training points x, values y [N], the user's target or None). A user's target is fitted in its
+    own coordinates and units (the readings map each block's input onto [0, 1] themselves); a file's points
+    are its own, a callable's the grid a built-in target would get."""
+    if name not in USER_TARGETS:
+        target = get_target(name)
+        x = grid_of(target, cfg, dtype)
+        return target, x, target(x), None
+    from compnet import custom
+
+    user = custom.load(cfg, cfg.points if (cfg.target.dim or 1) == 1 else cfg.blocks.axis_points)
+    if user.source.get("kind") == "file":
+        x, y = (torch.from_numpy(a).to(dtype) for a in (user.x, user.y))
+        return user.target, x, y, user
+    x = grid_of(user.target, cfg, dtype)  # the grid a built-in target gets, rounded once from float64
+    return user.target, x, user.target(x.double()).to(dtype), user
 
 
 def design_of(target: Target, cfg: Any) -> Design:
@@ -139,11 +157,10 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
     dtype, T, reparam = getattr(torch, _value(cfg.dtype)), cfg.trials, reparam_of(cfg)
     clock, results = Stopwatch(), {}
     for name in dict.fromkeys(c.target for c in cells):
-        target = get_target(name)
+        target, x, y, user = data_of(name, cfg, dtype)
         ours = [c for c in cells if c.target == name]
         d = design_of(target, cfg).to(dtype, device)
-        x = grid_of(target, cfg, dtype)
-        y = target(x).expand(T, -1)
+        y = y.expand(T, -1)
         xd, yd = x.to(device), y.to(device)
         gens = generators(cfg.seed, T, cfg.trial_start)
         peaks = _peaks(gens, d, cfg, dtype)
@@ -245,5 +262,7 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
                 wasted_final=wasted,
                 network=network,
                 lines=lines,
+                target_source=None if user is None else user.source,
+                y=None if user is None else y[0],
             )
     return [results[c] for c in cells], clock.seconds

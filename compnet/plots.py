@@ -28,7 +28,7 @@ from compnet.methods import method_label, method_order
 from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
 from compnet.shards import read_trials
 from compnet.tables import row_labels, row_order
-from compnet.targets import get_target, target_order
+from compnet.targets import get_target, target_label, target_order
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +51,8 @@ def _margins(width: float, height: float, left: float, top: float, hspace: float
 
 
 def _title(summary: dict[str, Any]) -> str:
-    return f"{method_label(summary['method'])} on {get_target(summary['target']).label}"
+    label = summary["target_source"]["label"] if "target_source" in summary else target_label(summary["target"])
+    return f"{method_label(summary['method'])} on {label}"
 
 
 def _network(weights: np.ndarray, depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,24 +70,31 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
 
     from compnet.model import forward
 
-    target = get_target(summary["target"])
-    x = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    user = "y" in weights  # a user's target: its training points, in the network's units (u, v)
+    if user:
+        order = np.argsort(weights["x"], kind="stable")
+        x, y = (torch.from_numpy(weights[k][order]).double() for k in ("x", "y"))
+        label = summary["target_source"]["label"]
+    else:
+        x = torch.linspace(0, 1, 1001, dtype=torch.float64)
+        y, label = get_target(summary["target"])(x), target_label(summary["target"])
     with torch.no_grad():
         pred = forward(_network(weights["final"], settings_recorded(summary)["depth"]), x)
-    y = target(x)
     fig = Figure(figsize=(7, 7))
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
-    ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {target.label}")
+    ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {label}")
     for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e})"
+        units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
+        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})"
         ax.plot(x, pred[t], color=color, lw=1, label=label)
         ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
     xs = weights["x"]
-    ax.plot(xs, target(torch.from_numpy(xs)), ".", color="gray", ms=2, label=f"{len(xs)} training points")
-    ax.set_ylabel("y")
+    ys = weights["y"] if user else get_target(summary["target"])(torch.from_numpy(xs))
+    ax.plot(xs, ys, ".", color="gray", ms=2, label=f"{len(xs)} training points")
+    ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if user else "y")
     ax.legend(fontsize=8)
     ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials")
-    ax_err.set(xlabel="x", ylabel="|network − target|")
+    ax_err.set(xlabel="u = (x − lo)/(hi − lo)" if user else "x", ylabel="|network − target|")
     fig.savefig(path, dpi=120)
 
 
@@ -337,7 +345,7 @@ def draw_depth(df: pd.DataFrame, path: Path, points: int) -> Path:
                 depths, [yarotsky_mse(int(d), points) for d in depths], "k-", lw=1.4, label="Yarotsky x² ($2^d$ pieces)"
             )
         ax.set_yscale("log")
-        ax.set_title(get_target(target).label)
+        ax.set_title(target_label(target))
         ax.set_xlabel("depth (hidden layers of width 4)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

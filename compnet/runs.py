@@ -138,6 +138,7 @@ def settings_of(cfg: Any, engine: str, device: str = "cpu") -> dict[str, Any]:
     """Every setting that can change a cell's numbers (the schema's non-inert keys), flat; the engine and
     the device as they ran (`auto` resolved): each rounds differently."""
     settings = {k: OmegaConf.select(cfg, k) for k in setting_keys()}
+    settings = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in settings.items()}  # lists
     return {k: getattr(v, "value", v) for k, v in settings.items()} | {"engine": engine, "device": device}
 
 
@@ -237,6 +238,10 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
     if r.lines:  # the median count along each line after training (lines.csv has every trial and stage)
         final = {line: [n for n in v if n >= 0] for line, v in r.lines["final"].items()}
         s["median_pieces_final_along"] = {line: float(np.median(v)) if v else math.nan for line, v in final.items()}
+    if r.target_source is not None:  # a user's target: what it was; a file's content tells runs apart too
+        s["target_source"] = r.target_source
+        if r.target_source.get("kind") == "file":
+            settings["target.sha256"] = r.target_source["sha256"]
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
@@ -253,6 +258,8 @@ def write_cell(
     folder.mkdir(parents=True, exist_ok=True)
     losses = {"loss_train": r.loss_train.numpy()}
     weights = {"start": r.start.numpy(), "final": r.final.numpy(), "x": r.x.numpy()}
+    if r.y is not None:  # a user's target: the values the network fitted at x (network units)
+        weights["y"] = r.y.numpy()
     if r.loss_pretrain is not None:
         losses["loss_pretrain"] = r.loss_pretrain.numpy()
         weights["pretrained"] = r.pretrained.numpy()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:  # torch is imported late: `compnet --help` and config checks stay light
     import torch
@@ -34,11 +36,12 @@ class Target:
     domain: tuple[float, float] = (0.0, 1.0)
     # a radial target f(x) = profile(|x|²) says so: the composed reading of blocks fits it (compnet/readings.py)
     profile: Callable[[float], float] | None = None
+    mapped: bool = False  # a user's target (compnet/custom.py): its domain is mapped affinely onto [0, 1]
 
     @property
     def needs_blocks(self) -> bool:
         """Whether one 4-wide compositional network on [0, 1] cannot fit it: a network of blocks must."""
-        return self.dim > 1 or self.sign == 0 or self.domain != (0.0, 1.0)
+        return self.dim > 1 or self.sign == 0 or (self.domain != (0.0, 1.0) and not self.mapped)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -81,6 +84,15 @@ def target_order(name: str) -> int:
     return keys.index(name) if name in keys else len(keys)
 
 
+# a user's own target (compnet/custom.py): a Python callable by import path, or the points of a CSV/NPZ file
+USER_TARGETS = {"custom": "your callable: target.fn=module:function", "file": "your points: target.path=FILE.csv|.npz"}
+
+
+def target_label(name: str) -> str:
+    """A target's label for titles; a user's target by its kind (its summary names what it was)."""
+    return TARGETS[name].label if name in TARGETS else name
+
+
 def get_target(name: str) -> Target:
     try:
         return TARGETS[name]
@@ -119,3 +131,54 @@ def domain_grid(target: Target, points: int, dtype: torch.dtype | None = None) -
         return axis.to(dtype or torch.get_default_dtype())
     grid = torch.cartesian_prod(*[axis] * target.dim)
     return grid.to(dtype or torch.get_default_dtype())
+
+
+# Second differences within this fraction of the largest one (or of float64 rounding on the grid) count as
+# zero: x³'s near x = 0 and sin(πx/2)'s are below any sign, and a straight line is not "neither".
+CONVEXITY_RTOL = 1e-6
+
+
+def _second_differences(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centres, second divided differences, tolerance) of 1-D points, sorted by x: the change of slope
+    across each interior point, and what counts as zero (relative to the largest, or to rounding)."""
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    if len(x) < 3:
+        return x[1:-1], np.zeros(0), 0.0
+    h = np.diff(x)
+    d = np.diff(np.diff(y) / h)
+    rounding = 64 * np.finfo(np.float64).eps * float(np.abs(y).max()) / float(h.min())
+    tol = max(CONVEXITY_RTOL * float(np.abs(d).max()), rounding)
+    return x[1:-1], d, tol
+
+
+def convexity(x: Any, y: Any) -> int:
+    """+1 convex, −1 concave, 0 neither, from the second differences of the points (x, y) (1-D, any order,
+    distinct x) with a tolerance (CONVEXITY_RTOL). A straight line counts as convex (+1). The single network's
+    wave sign is −convexity for an increasing chord (docs/method.md §10; `custom.wave_sign`)."""
+    _, d, tol = _second_differences(x, y)
+    up, down = bool((d > tol).any()), bool((d < -tol).any())
+    return 0 if up and down else -1 if down else 1
+
+
+def inflections(x: Any, y: Any) -> list[float]:
+    """Where the second difference changes sign (beyond the tolerance): between the centres of the last
+    significant difference of one sign and the first of the other, linearly interpolated. [] for a convex or
+    concave function; x³ − x on an even grid of [−1, 1] gives [0.0]."""
+    centres, d, tol = _second_differences(x, y)
+    signif = [(float(c), float(v)) for c, v in zip(centres, d) if abs(v) > tol]
+    out = []
+    for (c0, v0), (c1, v1) in zip(signif, signif[1:]):
+        if (v0 > 0) != (v1 > 0):
+            out.append(c0 + (c1 - c0) * v0 / (v0 - v1))
+    return out
+
+
+def target_of(name: str, cfg: Any) -> Target:
+    """A built-in target, or the user's (target=custom, file: compnet/custom.py, on its check grid)."""
+    if name in USER_TARGETS:
+        from compnet import custom
+
+        return custom.load(cfg).target
+    return get_target(name)

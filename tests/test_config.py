@@ -90,7 +90,29 @@ def test_experiments(name, targets, n):
         assert (cfg.points, cfg.test_points) == (10, 10)
 
 
-@pytest.mark.parametrize("override", ["trails=3", "model.depth=3", "init.peak=0.3"])
+def test_user_target_keys():
+    """target=custom and target=file are options of the group; their keys are typed by the schema."""
+    cfg = make("target=custom", "target.fn=mod:f", "target.domain=[-1,2]", "target.sign=-1", "target.dim=1")
+    assert (cfg.target.name, cfg.target.fn, list(cfg.target.domain), cfg.target.sign) == (
+        "custom",
+        "mod:f",
+        [-1, 2],
+        "-1",
+    )
+    assert isinstance(cfg.target.domain[0], float) and cfg.target.normalise is True
+    cfg = make("target=file", "target.path=data/p.csv", "target.normalise=false")
+    assert (cfg.target.path, cfg.target.fn, cfg.target.dim, cfg.target.domain) == ("data/p.csv", None, None, None)
+
+
+@pytest.mark.parametrize("override", ["target.dim=two", "target.domain=[a,b]", "target.normalise=maybe"])
+def test_user_target_wrong_type_fails(override):
+    with pytest.raises(ConfigCompositionException):
+        make("target=custom", override)
+
+
+@pytest.mark.parametrize(
+    "override", ["trails=3", "model.depth=3", "init.peak=0.3", "target.fnn=mod:f", "target.domian=[0,1]"]
+)
 def test_unknown_key_fails(override):
     with pytest.raises(ConfigCompositionException):
         make(override)

@@ -131,3 +131,18 @@ def test_lines_through_a_radial_network_agree_by_symmetry():
     assert init["x-axis"] == init["y-axis"] == r.pieces["init"]
     assert init["diagonal"] == init["antidiagonal"]
     assert min(init["x-axis"]) >= 2**3
+
+
+@pytest.mark.parametrize(
+    "fn,dim,builtin,reading",
+    [("userfuncs:r_cubed", 2, "r3", "ridge"), ("userfuncs:cubic_minus_x", 1, "x3_minus_x", "split")],
+)
+def test_a_users_target_that_needs_blocks_trains_as_the_builtin_one(fn, dim, builtin, reading):
+    """A callable computing r³ (2-D) or x³ − x (1-D, no inflection given) goes to the block engine by itself and,
+    on the same grid and reading, trains to the built-in target's numbers bit for bit."""
+    common = ("init=manifold", "trials=2", "epochs=10", "depth=2", "blocks.axis_points=8", "points=50")
+    mine = compnet.train("target=custom", f"target.fn={fn}", f"target.dim={dim}", "target.domain=[-1,1]",
+                         f"blocks.reading={reading}", *common)  # fmt: skip
+    theirs = compnet.train(f"target={builtin}", f"blocks.reading={reading}", *common)
+    assert mine.summaries[0]["network"]["reading"] == reading
+    assert mine.trials.mse.tolist() == theirs.trials.mse.tolist()

@@ -33,7 +33,7 @@ cli = functools.partial(compnet, ok=False)  # the installed command in a folder;
         (["+model.width=8"], "unknown key 'model.width'"),
         (["trails=5"], "unknown key 'trails'"),
         (["lr=abc"], "lr=abc: Value 'abc'"),
-        (["target=x4"], "unknown target 'x4'; valid: sin, tanh, x11, x2, x3"),
+        (["target=x4"], "unknown target 'x4'; valid: custom, file, r3, sin, tanh, x11, x2, x3, x3_minus_x"),
         (
             ["experiment=table1", "target=sin"],
             "experiment=table1 sets the targets itself, so target=sin would be ignored",

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from compnet.targets import TARGETS, domain_grid, get_target, train_grid
+from compnet.targets import TARGETS, convexity, domain_grid, get_target, inflections, train_grid
 from compnet.targets import test_grid as held_out_grid  # a test_* name would be collected
 
 
@@ -48,3 +48,23 @@ def test_extension_targets_on_their_domains():
     assert r3(g).tolist() == [(a * a + b * b) ** 1.5 for a, b in g.tolist()]
     assert r3(g.float()).dtype == torch.float32 and r3(g).shape == (9,)
     assert r3.needs_blocks and t.needs_blocks and not get_target("x3").needs_blocks
+
+
+def test_convexity_and_inflections():
+    """Second differences with a tolerance: convex +1, concave −1, neither 0, in any order of the points;
+    the inflection of x³ − x where its second difference changes sign."""
+    x = train_grid(500, torch.float64)
+    assert convexity(x, [v * v for v in x.tolist()]) == 1
+    assert convexity(x, [math.sin(math.pi * v / 2) for v in x.tolist()]) == -1
+    assert convexity(x, get_target("x3")(x)) == 1 and convexity(x, get_target("tanh")(x)) == -1  # f''(0) = 0
+    assert convexity(x, 2 * x + 1) == 1 and inflections(x, 2 * x + 1) == []  # a straight line: convex
+    z = domain_grid(get_target("x3_minus_x"), 501, torch.float64)
+    y = get_target("x3_minus_x")(z)
+    assert convexity(z, y) == 0 and inflections(z, y) == [0.0]
+    perm = torch.randperm(501, generator=torch.Generator().manual_seed(0))
+    assert convexity(z[perm], y[perm]) == 0 and inflections(z[perm], y[perm]) == [0.0]
+    (at,) = inflections(z + 0.25, y)  # shifted: the sign change moves with it
+    assert abs(at - 0.25) < 1e-12
+    assert inflections(x, [v * v for v in x.tolist()]) == []
+    s = [math.sin(9 * v) for v in x.tolist()]  # inflections at π/9 and 2π/9
+    assert [round(v, 3) for v in inflections(x, s)] == [0.349, 0.698] and convexity(x, s) == 0
