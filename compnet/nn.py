@@ -194,16 +194,19 @@ class CompositionalLayer(nn.Module):
         lead = x.shape[:-1] if T is None else x.shape[1:-1]
         x2 = x.reshape(T or 1, -1, n)
         pw, pb = self._lead(self.proj_weight), self._lead(self.proj_bias)
-        z = torch.baddbmm(pb.unsqueeze(1), x2, pw.transpose(1, 2))  # [T, M, K]
+        z = torch.baddbmm(pb.unsqueeze(2), pw, x2.transpose(1, 2))  # [T, K, M]: feature-major, points last
         u = torch.sigmoid(z) if self.input_map == "sigmoid" else z + 0.5
         w_in, b_in, w_h, b_h, w_out, b_out = self.block_weights()
-        u = u.transpose(1, 2).unsqueeze(-1)  # [T, K, M, 1]: each block's inputs, the points along M
-        h = torch.relu(u * w_in.transpose(-1, -2) + b_in.unsqueeze(2))  # [T, K, M, 4]
-        for layer in range(self.depth - 1):  # K independent 4×4 products: the block-diagonal layer
-            h = torch.relu(h @ w_h[:, layer].transpose(-1, -2) + b_h[:, layer].unsqueeze(2))
-        f = (h @ w_out.transpose(-1, -2)).squeeze(-1) + b_out  # [T, K, M]: F_k(u_k)
+        Tb, K, M = u.shape
+        # the K blocks of the T trials as T·K batched products on [4, M] activations (the points contiguous):
+        # this is the block-diagonal 4K × 4K layer without its zeros
+        h = torch.relu(torch.baddbmm(b_in.reshape(-1, 4, 1), w_in.reshape(-1, 4, 1), u.reshape(-1, 1, M)))
+        for layer in range(self.depth - 1):
+            w, b = w_h[:, layer].reshape(-1, 4, 4), b_h[:, layer].reshape(-1, 4, 1)
+            h = torch.relu(torch.baddbmm(b, w, h))
+        f = torch.baddbmm(b_out.reshape(-1, 1, 1), w_out.reshape(-1, 1, 4), h).view(Tb, K, M)  # F_k(u_k)
         rw, rb = self._lead(self.readout_weight), self._lead(self.readout_bias)
-        y = torch.baddbmm(rb.unsqueeze(1), f.transpose(1, 2), rw.transpose(1, 2))  # [T, M, out]
+        y = torch.baddbmm(rb.unsqueeze(2), rw, f).transpose(1, 2)  # [T, M, out]
         return y.reshape(*(() if T is None else (T,)), *lead, self.out_features)
 
     @torch.no_grad()
