@@ -262,11 +262,12 @@ def write(folder: Path, result: Result, summary: dict[str, Any], plots: bool) ->
     result.curves.to_csv(folder / "curves.csv", index=False)
     cfg = summary["config"]
     head = (
-        f"{produced_line(summary, 'compnet classify')}: {cfg['trials']} trials per model, {cfg['epochs']} epochs "
-        f"(free weights from epoch {cfg['release_epoch']}), {summary['wall_seconds']:.0f} s. Test accuracy, mean ± "
-        "standard deviation over the trials (min):"
+        f"{produced_line(summary, 'compnet classify')}: {summary['data']['source'].split(' (')[0]}, {cfg['trials']} "
+        f"trials per model, {cfg['epochs']} epochs (free weights from epoch {cfg['release_epoch']}), hidden "
+        f"{cfg['hidden']}, blocks of depth {cfg['depth']}, Adam lr {cfg['lr']:g}, batch {cfg['batch_size']}; "
+        f"trained in {summary['wall_seconds']:.0f} s. Test accuracy, mean ± standard deviation over the trials (min):"
     )
-    (folder / "report.md").write_text(f"{head}\n\n{report(summary['test'], result.params)}\n")
+    (folder / "report.md").write_text(f"# compnet classify\n\n{head}\n\n{report(summary['test'], result.params)}\n")
     if plots:
         switch = cfg["release_epoch"] if cfg["release_epoch"] < cfg["epochs"] else None
         title = (

@@ -49,17 +49,19 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise ConfigError(f"{where}: {'is a folder' if path.is_dir() else 'no such file'}; give an .npz of X and y")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ConfigError(f"{where}: a single array (.npy), not an .npz of X and y")
-            missing = [k for k in ("X", "y") if k not in npz.files]
-            if missing:
-                raise ConfigError(f"{where}: no array {missing[0]!r} (it holds {', '.join(npz.files) or 'nothing'})")
-            X, y = npz["X"], npz["y"]
+        npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        if isinstance(e, ConfigError):
-            raise
         raise ConfigError(f"{where}: not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ConfigError(f"{where}: a single array (.npy), not an .npz of X and y")
+    with npz:
+        missing = [k for k in ("X", "y") if k not in npz.files]
+        if missing:
+            raise ConfigError(f"{where}: no array {missing[0]!r} (it holds {', '.join(npz.files) or 'nothing'})")
+        try:
+            X, y = npz["X"], npz["y"]
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise ConfigError(f"{where}: an array cannot be read ({type(e).__name__}: {e})") from None
     return check_arrays(X, y, where)
 
 

@@ -1,6 +1,6 @@
 """Put the newest generated tables and figures into README.md, between its markers.
 
-    make readme           # after make paper, make ablations, make pieces (the targets below)
+    make readme           # after make paper, make ablations, make pieces, make classify (the targets below)
 
 Each block names the file a `make` target writes (outputs/<date>/<time>-<kind>/...) and the figures beside it;
 the newest one goes between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, its figures into docs/figures/, so
@@ -32,6 +32,7 @@ BLOCKS = {
     # holds the experiment's file (sweeps end in -multirun, and `make paper` nests its tables one level deeper)
     "depth": Block("*/*-train/depth.md", "make depth", ("depth.png",)),
     "pieces": Block("*/*-train/pieces.md", "make pieces", ("pieces.png",)),
+    "classify": Block("*/*-classify/report.md", "make classify", ("curves.png",)),
 }
 FIGURES = Path("docs/figures")
 
