@@ -18,8 +18,8 @@ MODEL_NAMES = ("dense", "compositional", "control")
 
 
 class InputMap(str, Enum):
-    sigmoid = "sigmoid"  # u = sigmoid(Px + p): every input in (0, 1)
     affine = "affine"  # u = ½ + Px + p: a pure ReLU network
+    sigmoid = "sigmoid"  # u = sigmoid(Px + p): every input in (0, 1)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ClassifyConf:
     release_epoch: int = opt(5, "epochs on peaks and scales before the free weights (fresh Adam); >= epochs: never")
     hidden: int = opt(32, "hidden neurons of the MLP = blocks of the compositional layer")
     depth: int = opt(3, "hidden layers of each compositional block (2^depth pieces)")
-    input_map: InputMap = opt(InputMap.sigmoid, "sigmoid | affine: how a block's input is put into [0, 1]")
+    input_map: InputMap = opt(InputMap.affine, "affine (u = 1/2 + Px + p) | sigmoid: each block's input")
     batch_size: int = opt(64, "samples per Adam step")
     lr: float = opt(1e-3, "Adam's learning rate (every model, both stages)")
     threads: int = opt(1, "torch's CPU threads (1: fastest on a shared 2-core machine); 0 = torch's default")

@@ -3,9 +3,13 @@
     y = R F(u) + r,    u = φ(P x + p) ∈ [0, 1]^K,    F_k(u_k) = u_k + σ_k Σ_{i=1..d} s^k_i W^k_i(u_k)
 
 A dense projection P x + p (in_features → K) gives each of the K blocks one scalar; the input map φ puts it
-into [0, 1]: `sigmoid` (default) u = 1/(1 + e^{−z}) lands every input in (0, 1), where a block has all its 2^d
-pieces; `affine` u = ½ + z keeps the layer a pure ReLU network, but outside [0, 1] a block is affine
-(method.md §8), so only the inputs that land in [0, 1] see its curvature. Block k is the 4-wide encoding of
+into [0, 1]. `affine` (the default) u = ½ + z keeps the layer a pure ReLU network (piecewise linear in x, as the
+paper's networks are); z's spread comes from the projection's init (nn.Linear's U(±1/√in), so standardised
+inputs give z a standard deviation of about 0.6 and most u land in [0, 1]); outside [0, 1] a block is affine
+(method.md §8: the identity for −m < u < 0, a line of slope 1 − σ s_1/(1 − a_1) for u > 1), so it behaves like
+a leaky activation there and its curvature sits where u ∈ [0, 1]. `sigmoid` u = 1/(1 + e^{−z}) lands every
+input in (0, 1), where a block has all its pieces, at the price of a saturating map (gradient ≤ ¼).
+Block k is the 4-wide encoding of
 `model.encode` (§3): d hidden ReLU layers of width 4 built from its own peaks a^k_1 … a^k_{d+1}, sign σ_k and
 scales on the differentiable manifold s^k = law_scales(a^k, s^k_1) (§2); side by side the K blocks' hidden
 layers form one block-diagonal 4K × 4K layer, computed as K batched 4 × 4 products (no weight crosses between
@@ -36,7 +40,7 @@ from compnet.methods import PEAK_CLAMP
 from compnet.model import encode, law_scales, to_sequential
 
 FREE = ("w_in", "b_in", "w_hidden", "b_hidden", "w_out", "b_out")  # the free mode's block parameters
-INPUT_MAPS = ("sigmoid", "affine")
+INPUT_MAPS = ("affine", "sigmoid")
 INITS = ("compositional", "random")
 
 
@@ -59,7 +63,7 @@ class CompositionalLayer(nn.Module):
         depth: hidden layers d of every block (2^d linear pieces each).
         blocks: K (default out_features); the hidden layers are 4K wide, block-diagonal.
         sign: wave sign per block: "alternate" (−1, +1, −1, …: convex and concave blocks), −1, +1, or K values.
-        input_map: "sigmoid" or "affine" (module docstring).
+        input_map: "affine" (u = ½ + z, a pure ReLU layer) or "sigmoid" (u = sigmoid(z)): module docstring.
         init: "compositional" (reparameterised, on the manifold, peaks ~ U(peak_range)) or "random" (free from
             the start, block weights ~ nn.Linear's default U(±1/√fan_in): the same-parameter random control).
         trials: None, or T stacked independent layers (input [T, …, in_features]).
@@ -93,7 +97,7 @@ class CompositionalLayer(nn.Module):
         blocks: int | None = None,
         *,
         sign: str | float | Sequence[float] = "alternate",
-        input_map: str = "sigmoid",
+        input_map: str = "affine",
         init: str = "compositional",
         trials: int | None = None,
         peak_range: tuple[float, float] = (0.25, 0.75),
