@@ -3,6 +3,8 @@ state_dict in both modes, gradients in both modes, stacked trials, errors, torch
 
 import doctest
 import io
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +214,15 @@ def test_torch_compile_captures_the_whole_layer(release):
 def test_the_docstring_example_runs():
     result = doctest.testmod(compnet.nn, raise_on_error=False)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_the_readme_snippet_runs_as_written():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (code,) = re.findall(r"## A drop-in layer.*?```py\n(.*?)```", readme, flags=re.S)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    layer = scope["model"][1]
+    assert layer.mode == "free" and scope["model"](torch.rand(5, 8, 8)).shape == (5, 10)
+    assert {id(p) for g in scope["opt"].param_groups for p in g["params"]} == {
+        id(p) for p in scope["model"].parameters()
+    }
