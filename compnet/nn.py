@@ -23,7 +23,8 @@ weights and biases themselves are the parameters (the block-diagonal mask is kep
 weights exist). `release()` turns a reparameterised layer into a free one in place, computing the same
 function. The projection and the read-out are ordinary dense parameters in both modes.
 
-`trials=T` stacks T independent layers (every parameter gets a leading dimension T, the input is [T, …,
+`torch.compile(layer, fullgraph=True)` captures either mode without a graph break (compile again after
+`release()`: the parameters are new). `trials=T` stacks T independent layers (every parameter gets a leading dimension T, the input is [T, …,
 in_features]): compnet trains its 30 trials this way, as batched products rather than a loop.
 """
 
