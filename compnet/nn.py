@@ -24,8 +24,8 @@ weights exist). `release()` turns a reparameterised layer into a free one in pla
 function. The projection and the read-out are ordinary dense parameters in both modes.
 
 `torch.compile(layer, fullgraph=True)` captures either mode without a graph break (compile again after
-`release()`: the parameters are new). `trials=T` stacks T independent layers (every parameter gets a leading dimension T, the input is [T, …,
-in_features]): compnet trains its 30 trials this way, as batched products rather than a loop.
+`release()`: the parameters are new). `trials=T` stacks T independent layers (every parameter gets a leading
+dimension T, the input is [T, …, in_features]): compnet trains its 30 trials this way, as batched products.
 """
 
 from __future__ import annotations
