@@ -1,6 +1,6 @@
-# compnet: `make install` once, then `make test`, `make lint`, `make paper`, `make bench`; `make readme` puts the newest
-# `make paper`, `make ablations` and `make pieces` results into README.md. Sweeps on Slurm: `make install-slurm`;
-# `make slurm-up` starts a real one-node Slurm on this machine (root, Debian) to try it, `make slurm-down` stops it.
+# compnet: `make install` once, then `make test`, `make lint`, `make paper`, `make classify`, `make bench`; `make readme`
+# puts the newest `make paper`, `make ablations`, `make pieces` and `make classify` results into README.md.
+# Sweeps on Slurm: `make install-slurm`; `make slurm-up` starts a real one-node Slurm on this machine (root, Debian) to try it, `make slurm-down` stops it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ ARGS ?=
 SEEDS ?=
 
 
-.PHONY: install install-slurm slurm-up slurm-down lint format test test-fast table1 table2 table3 depth extensions paper ablations pieces readme regions bench bench-kernel clean
+.PHONY: install install-slurm slurm-up slurm-down lint format test test-fast table1 table2 table3 depth extensions paper ablations pieces classify readme regions bench bench-kernel clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,9 @@ ablations: install
 
 pieces: install
 	$(COMPNET) train experiment=table1 regions_every=50 $(ARGS)
+
+classify: install
+	$(COMPNET) classify $(ARGS)
 
 readme: install
 	$(BIN)/python scripts/readme.py

@@ -10,6 +10,8 @@ blocks_report, plots, blockplots, tblog → commands → cli / api. The public A
     compnet.load_run("outputs/…")                      # any run or sweep folder → Run
     compnet.compositional_mlp(peaks)                   # the network as a plain nn.Sequential
     compnet.count_linear_pieces(model)                 # exact pieces on [0, 1]
+    compnet.CompositionalLayer(64, 10, depth=4)        # the drop-in layer (compnet.nn)
+    compnet.classify("trials=5", out=None)             # `compnet classify`, in-process
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
 
 _HOME = {
     "train": "compnet.api",
+    "classify": "compnet.api",
+    "CompositionalLayer": "compnet.nn",
     "compose": "compnet.api",
     "load_run": "compnet.runs",
     "Run": "compnet.runs",

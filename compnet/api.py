@@ -5,6 +5,7 @@
     res.trials          # pandas, one row per trial (the columns of trials.csv, and `cell`)
     res.summaries       # one dict per cell, as in summary.json
     compnet.load_run("runs/a")   # the same object, read back from disk
+    compnet.classify("trials=5", out=None).curves   # `compnet classify`, in-process
 
 The overrides are those of the command line, composed by Hydra's compose API against the packaged configs
 and checked the same way, so a result here is bit for bit the CLI's.
@@ -36,3 +37,9 @@ def compose(*overrides: str, command: str = "train", with_hydra: bool = False) -
 def train(*overrides: str, out: str | Path | None = None) -> Run:
     """Train as `compnet train OVERRIDES` does; write the run folder at `out` (nothing when None)."""
     return commands.train(compose(*overrides), None if out is None else Path(out))
+
+
+def classify(*overrides: str, out: str | Path | None = None) -> Any:
+    """Run `compnet classify OVERRIDES` in-process; write the run folder at `out` (nothing when None). Returns a
+    `classifier.Classification` (curves, summary, folder)."""
+    return commands.classify(compose(*overrides, command="classify"), None if out is None else Path(out))

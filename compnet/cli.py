@@ -2,6 +2,7 @@
 
     compnet train  [OVERRIDES]    train `trials` trials of a configuration (a Hydra app)
     compnet regions [OVERRIDES]   linear-region studies without training (a Hydra app)
+    compnet classify [OVERRIDES]  dense vs compositional layers on digits or your .npz (a Hydra app)
     compnet table PATH...         the paper's table layout from run or sweep folders
     compnet plot PATH...          redraw a run's figures from its saved results
 
@@ -30,12 +31,14 @@ commands:
                         compnet train -m target=x3,x11 init=kaiming,manifold
                         compnet train experiment=table1
   regions [OVERRIDES] count linear regions versus depth and width, no training
+  classify [OVERRIDES] a dense MLP vs compositional layers vs a random control on digits
+                      (or data.path=FILE.npz), 30 trials each: curves.csv, curves.png
   table PATH...       the paper's table (table.md/.tex/.csv) from run or sweep folders
   plot PATH...        redraw fit.png, loss.png, layers.png from saved results
 
 `compnet train --help` lists the config groups and options (Hydra)."""
 
-HYDRA_APPS = ("train", "regions")  # command = primary config name = `commands.<command>_job`
+HYDRA_APPS = ("train", "regions", "classify")  # command = primary config name = `commands.<command>_job`
 COMMANDS = (*HYDRA_APPS, "table", "plot")
 
 

@@ -4,8 +4,9 @@ scripts and the tests all call.
 - `train(cfg, out)`: train every cell of a configuration, write each cell's run folder under `out` (nothing
   when `out` is None), and return the `Run`;
 - `regions(cfg, out)`: the linear-region study (or the counts of saved runs), regions.csv and regions.png;
+- `classify(cfg, out)`: dense vs compositional layers vs a random control on digits or a user's .npz;
 - `table(paths, ...)`, `plot(paths)`: tables and figures from finished run folders; they return exit codes.
-- `train_job`, `regions_job`: the Hydra tasks, which take the run folder from Hydra and print tables.
+- `train_job`, `regions_job`, `classify_job`: the Hydra tasks, which take the run folder from Hydra and print tables.
 
 Bad values raise `config.ConfigError` before any work; nothing here calls sys.exit, so one bad job of a
 sweep fails that job, not the sweep.
@@ -33,6 +34,13 @@ def check(cfg: Any, app: str) -> None:
     if app == "regions":
         config.validate_regions(cfg)
         return
+    if app == "classify":  # the data file too: read and checked before any folder is made
+        from compnet import config_classify, datasets
+
+        config_classify.validate(cfg)
+        datasets.load(cfg.data.path)
+        _check_cuda(cfg)
+        return
     config.validate(cfg)
     if cfg.engine == "fused":  # a str enum: equal to its value
         from compnet import kernel
@@ -46,6 +54,10 @@ def check(cfg: Any, app: str) -> None:
 
         if why := tblog.unavailable():
             raise config.ConfigError(why)
+    _check_cuda(cfg)
+
+
+def _check_cuda(cfg: Any) -> None:
     if cfg.device == "cuda":
         import torch
 
@@ -117,6 +129,41 @@ def train(cfg: Any, out: Path | None) -> Any:
 
         blocks_report.write(out, run.summaries, f"compnet train experiment={cfg.experiment.name}")
     return run
+
+
+def classify(cfg: Any, out: Path | None) -> Any:
+    """`compnet classify`: train every model's trials on the configured data; write the run folder `out` (nothing
+    when None). Returns a `classifier.Classification`."""
+    check(cfg, "classify")
+    import torch
+
+    from compnet import classifier as clf
+    from compnet import datasets, runs
+
+    if out is not None:
+        runs.check_writable(out)
+        runs.check_reusable(out, overwrite=False)
+    X, y, source = datasets.load(cfg.data.path)
+    data = datasets.split(X, y, cfg.data.test_fraction, cfg.seed, source)
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        result = clf.run(cfg, data, torch.device("cuda" if cuda else "cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    summary = clf.summary_of(cfg, data, result, torch.device("cuda" if cuda else "cpu"))
+    if out is not None:
+        clf.write(out, result, summary, cfg.plots)
+    log.info(
+        "trained %d models × %d trials in %.1f s%s",
+        len(cfg.models),
+        cfg.trials,
+        result.wall_seconds,
+        f" -> {out}" if out else "",
+    )
+    return clf.Classification(result.curves, summary, out)
 
 
 def write_pieces(out: Path, run: Any, cfg: Any) -> None:
@@ -266,6 +313,14 @@ def train_job(cfg: Any) -> None:
     run = train(cfg, out)
     if is_experiment(cfg):
         print(tables.to_markdown(tables.table(run.summaries, tables.metric_of(run.summaries))))
+
+
+def classify_job(cfg: Any) -> None:
+    """The Hydra task of `compnet classify`: train into Hydra's run folder, print the report."""
+    from compnet import classifier as clf
+
+    res = classify(cfg, _output_dir())
+    print(clf.report(res.summary["test"], res.summary["parameters_per_trial"]))
 
 
 def regions_job(cfg: Any) -> None:

@@ -1,4 +1,5 @@
-"""Structured-config schemas for `compnet train` and `compnet regions`, the config groups, and the checks.
+"""Structured-config schemas for `compnet train` and `compnet regions`, the config groups, and the checks
+(`compnet classify`'s are in config_classify.py).
 
 The schemas are registered in Hydra's ConfigStore and named first in the packaged primary configs'
 defaults lists, so an unknown key, a wrong type or an enum typo fails at the command line with Hydra's
@@ -261,6 +262,11 @@ def register(app: str = "train") -> None:
     app's own, so that `compnet regions --help` and its completion offer no training groups."""
     from hydra.core.config_store import ConfigStore
 
+    if app == "classify":
+        from compnet import config_classify
+
+        config_classify.register()
+        return
     cs = ConfigStore.instance()
     template = "${hydra.help.header}\n${hydra.help.footer}\n"
     if app == "train":

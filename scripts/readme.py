@@ -1,6 +1,6 @@
 """Put the newest generated tables and figures into README.md, between its markers.
 
-    make readme           # after make paper, make ablations, make pieces (the targets below)
+    make readme           # after make paper, make ablations, make pieces, make classify (the targets below)
 
 Each block names the file a `make` target writes (outputs/<date>/<time>-<kind>/...) and the figures beside it;
 the newest one goes between `<!-- NAME:begin -->` and `<!-- NAME:end -->`, its figures into docs/figures/, so
@@ -33,6 +33,7 @@ BLOCKS = {
     "depth": Block("*/*-train/depth.md", "make depth", ("depth.png",)),
     "pieces": Block("*/*-train/pieces.md", "make pieces", ("pieces.png",)),
     "extensions": Block("*/*-train/extensions.md", "make extensions", ("fits-x3_minus_x.png", "fits-r3.png")),
+    "classify": Block("*/*-classify/report.md", "make classify", ("curves.png",)),
 }
 FIGURES = Path("docs/figures")
 

@@ -69,7 +69,7 @@ def test_top_level_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     assert "compnet train" in capsys.readouterr().out
     assert main(["trian"]) == 2
-    assert "valid commands: train, regions, table, plot" in capsys.readouterr().err
+    assert "valid commands: train, regions, classify, table, plot" in capsys.readouterr().err
 
 
 @pytest.mark.slow
