@@ -29,7 +29,7 @@ import torch
 from compnet import kernel
 from compnet.batching import Stopwatch, chunked, workers_default
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
-from compnet.methods import METHODS, Cell
+from compnet.methods import PEAK_INITS, Cell
 from compnet.model import Shapes, forward, law_scales
 from compnet.optim import Fit, Report, adam
 from compnet.pieces import trial_pieces
@@ -89,7 +89,7 @@ def widths_of(cell: Cell, d: Design, cfg: Any) -> tuple[list[int], list[int] | N
         # has 2·depth) would collapse and flatter the blocks
         w = dense_width(d.parameters(cfg.depth, cfg.blocks.mask), d.n, cfg.depth)
         return [d.n] + [w] * cfg.depth + [1], None
-    if METHODS[cell.method].init in ("manifold", "compositional"):
+    if cell.init in PEAK_INITS:
         return widths, d.groups(cfg.depth) if cfg.blocks.mask else None
     return widths, None
 
@@ -146,6 +146,31 @@ def pieces_of(target: Target, shapes: Shapes, flat: torch.Tensor) -> tuple[list[
     return counts, [-1] * len(counts)
 
 
+def _pieces(target: Target, shapes: Shapes, stages: dict[str, torch.Tensor | None], gone: list[bool]):
+    """(pieces per stage, wasted neurons after training, a 2-D target's pieces along LINES per stage): −1 after
+    training for a diverged trial."""
+    weights = {k: w for k, w in stages.items() if w is not None}
+    pieces = {k: pieces_of(target, shapes, w)[0] for k, w in weights.items() if k != "final"}
+    counts, wasted = pieces_of(target, shapes, weights["final"])
+    pieces["final"], wasted = ([-1 if dv else v for v, dv in zip(vs, gone)] for vs in (counts, wasted))
+    lines = {}
+    if target.dim == 2:
+        lines = {k: {n: line_pieces(shapes, w, *ends) for n, ends in LINES.items()} for k, w in weights.items()}
+        lines["final"] = {n: [-1 if dv else v for v, dv in zip(vs, gone)] for n, vs in lines["final"].items()}
+    return pieces, wasted, lines
+
+
+def _network(cell: Cell, d: Design, widths: list[int], groups: list[int] | None) -> dict[str, Any]:
+    """What summary.json records of a cell's network: reading, widths, groups and trained parameters."""
+    groups = groups or [1] * (len(widths) - 1)
+    return {
+        "reading": d.reading if cell.init in PEAK_INITS else "dense",
+        "widths": widths,
+        "groups": groups,
+        "parameters": sum(o * i // g + o for o, i, g in zip(widths[1:], widths[:-1], groups)),
+    }
+
+
 def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
     """Train the cells whose targets need blocks (one target at a time); returns CellResults and the training
     wall time (s)."""
@@ -167,45 +192,42 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
         arch = {c: widths_of(c, d, cfg) for c in ours}
         start: dict[Cell, torch.Tensor] = {}
         for c in ours:
-            init = METHODS[c.method].init
-            if init in ("manifold", "compositional"):
+            if c.init in PEAK_INITS:
                 pd, sc = peaks.to(device), law_scales(peaks).to(device)
                 start[c] = Shapes.join(d.layers(pd, sc, d.readouts(xd, yd, pd, sc))).detach().cpu()
             else:
                 i = cfg.init
-                start[c] = random_weights(
-                    init, Shapes.of(arch[c][0]), gens, dtype, i.raai_k, i.raai_sigma_w2, i.raai_sigma_b2
-                )
+                shapes = Shapes.of(arch[c][0])
+                start[c] = random_weights(c.init, shapes, gens, dtype, i.raai_k, i.raai_sigma_w2, i.raai_sigma_b2)
 
+        # stage 1: both pretrained methods in one batch
         pre = [c for c in ours if c.regime == "pretrain"]
-        pretrained: dict[Cell, tuple] = {}
+        pretrained: dict[Cell, tuple] = {}  # loss, weights, peaks
         if pre:
             free = torch.cat([torch.full((T,), c.init == "compositional") for c in pre]).to(device)
+            ys = yd.repeat(len(pre), 1)
             with clock:
+                epochs = cfg.regime.pretrain_epochs
                 fit, build = pretrain_blocks(
-                    d, reparam, peaks.repeat(len(pre), 1, 1).to(device), free, xd, yd.repeat(len(pre), 1),
-                    cfg.regime.pretrain_epochs, cfg.lr, workers, fused,
-                )  # fmt: skip
+                    d, reparam, peaks.repeat(len(pre), 1, 1).to(device), free, xd, ys, epochs, cfg.lr, workers, fused
+                )
                 with torch.no_grad():
-                    flat = Shapes.join(build(fit.params, free, yd.repeat(len(pre), 1))).cpu()
+                    flat = Shapes.join(build(fit.params, free, ys)).cpu()
             a = reparam.peak_values(fit.params[0]).detach().cpu()
             for j, c in enumerate(pre):
                 sl = slice(j * T, (j + 1) * T)
                 pretrained[c] = (fit.history[:, sl].cpu(), flat[sl], a[sl].flatten(1))
 
-        trained: dict[Cell, tuple] = {}
-        epochs_of = {
-            c: cfg.regime.finetune_epochs if c.regime == "pretrain" else cfg.regime.direct_epochs for c in ours
-        }
+        # stage 2: raw weights, one batch per architecture and number of epochs
+        trained: dict[Cell, tuple] = {}  # loss, weights, diverged
+        epochs_of = {c: cfg.regime.finetune_epochs if c in pretrained else cfg.regime.direct_epochs for c in ours}
         for key in dict.fromkeys((str(arch[c]), epochs_of[c]) for c in ours):
             group = [c for c in ours if (str(arch[c]), epochs_of[c]) == key]
             widths, groups = arch[group[0]]
             flat = torch.cat([pretrained[c][1] if c in pretrained else start[c] for c in group]).to(device)
+            ys = yd.repeat(len(group), 1)
             with clock:
-                fit = train_raw(
-                    Shapes.of(widths), flat, xd, yd.repeat(len(group), 1), key[1], cfg.lr, workers, fused,
-                    groups=groups,
-                )  # fmt: skip
+                fit = train_raw(Shapes.of(widths), flat, xd, ys, key[1], cfg.lr, workers, fused, groups=groups)
                 history, final, diverged = fit.history.cpu(), fit.params[0].cpu(), fit.diverged.cpu()
             for j, c in enumerate(group):
                 sl = slice(j * T, (j + 1) * T)
@@ -217,29 +239,8 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
             loss_pre, weights_pre, peaks_pre = pretrained.get(c, (None, None, None))
             with torch.no_grad():
                 diverged, collapsed = failures(forward(shapes.split(final), x), y, loss[-1], diverged)
-            pieces = {"init": pieces_of(target, shapes, start[c])[0]}
-            if weights_pre is not None:
-                pieces["pretrain"] = pieces_of(target, shapes, weights_pre)[0]
-            counts, wasted = pieces_of(target, shapes, final)
-            gone = diverged.tolist()
-            pieces["final"], wasted = ([-1 if dv else v for v, dv in zip(vs, gone)] for vs in (counts, wasted))
-            lines = {}
-            if target.dim == 2:  # every line at every stage; −1 after training for a diverged trial
-                stages = {"init": start[c], "pretrain": weights_pre, "final": final}
-                lines = {
-                    k: {n: line_pieces(shapes, w, *ends) for n, ends in LINES.items()}
-                    for k, w in stages.items()
-                    if w is not None
-                }
-                lines["final"] = {n: [-1 if dv else v for v, dv in zip(vs, gone)] for n, vs in lines["final"].items()}
-            has_peaks = METHODS[c.method].init in ("manifold", "compositional")
-            widths, groups = arch[c]
-            network = {
-                "reading": d.reading if has_peaks else "dense",
-                "widths": widths,
-                "groups": groups or [1] * (len(widths) - 1),
-            }
-            network["parameters"] = sum(o * i // g + o for o, i, g in zip(widths[1:], widths[:-1], network["groups"]))
+            stages = {"init": start[c], "pretrain": weights_pre, "final": final}
+            pieces, wasted, lines = _pieces(target, shapes, stages, diverged.tolist())
             results[c] = CellResult(
                 cell=c,
                 trial_start=cfg.trial_start,
@@ -251,7 +252,7 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
                 start=start[c],
                 pretrained=weights_pre,
                 final=final,
-                peaks_start=peaks.flatten(1) if has_peaks else None,
+                peaks_start=peaks.flatten(1) if c.init in PEAK_INITS else None,
                 peaks_pretrained=peaks_pre,
                 diverged=diverged,
                 collapsed=collapsed,
@@ -260,7 +261,7 @@ def run_cells(cfg: Any, cells: list[Cell]) -> tuple[list[Any], float]:
                 device=device.type,
                 pieces=pieces,
                 wasted_final=wasted,
-                network=network,
+                network=_network(c, d, *arch[c]),
                 lines=lines,
                 target_source=None if user is None else user.source,
                 y=None if user is None else y[0],
