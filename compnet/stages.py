@@ -1,7 +1,9 @@
 """The two training stages of the paper (docs/method.md §4), on a batch of trials.
 
 - pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
-  them by `model.Reparam.layers` at every step, so gradients reach the peaks;
+  them by `model.Reparam.layers` at every step, so gradients reach the peaks: by autograd through the
+  encoding (torch's ops), or, with the fused kernel, by its layer gradients mapped back in closed form
+  (`model.Reparam.vjp`: no autograd graph at all);
 - raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
 
 The loss of trial t is its MSE on the training points, mean_n (f_t(x_n) − y_tn)², computed either by
@@ -45,12 +47,26 @@ def pretrain(
     them every `keep_every` epochs)."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
-        f, sg = free[sl], sign[sl]
+        f, sg, ys = free[sl], sign[sl], y[sl]
+        start = reparam.start(peaks[sl])
+        if fused:  # the kernel's layer gradients, mapped to [θ, s_1, s] in closed form: no autograd graph
+            grads = [
+                torch.empty_like(t, memory_format=torch.contiguous_format)
+                for t in layer_tensors(reparam.layers(start, f, sg))
+            ]
 
-        def loss(p: list[torch.Tensor]) -> torch.Tensor:
-            return batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                with torch.no_grad():
+                    out = kernel.mlp_mse_into(reparam.layers(p, f, sg), x, ys, grads)
+                    for leaf, g in zip(p, reparam.vjp(p, f, sg, layer_pairs(grads))):
+                        leaf.grad.copy_(g)
+                return out
+        else:
 
-        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report, keep_every=keep_every)
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                return batch_mse(reparam.layers(p, f, sg), x, ys, fused=False)
+
+        return adam(start, loss, epochs, lr, report=report, keep_every=keep_every)
 
     return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
