@@ -3,7 +3,7 @@
 - pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
   them by `model.Reparam.layers` at every step, so gradients reach the peaks: by autograd through the
   encoding (torch's ops), or, with the fused kernel, by its layer gradients mapped back in closed form
-  (`model.Reparam.vjp`: no autograd graph at all);
+  (`model.Reparam.vjp`, run in numpy by `encode_np.Encoder`: no autograd graph at all);
 - raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
 
 The loss of trial t is its MSE on the training points, mean_n (f_t(x_n) − y_tn)², computed either by
@@ -17,6 +17,7 @@ import torch
 
 from compnet import kernel
 from compnet.batching import chunked
+from compnet.encode_np import Encoder
 from compnet.model import Layer, Reparam, Shapes, forward, layer_pairs, layer_tensors
 from compnet.optim import Fit, Report, Snapshot, adam
 
@@ -49,17 +50,14 @@ def pretrain(
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg, ys = free[sl], sign[sl], y[sl]
         start = reparam.start(peaks[sl])
-        if fused:  # the kernel's layer gradients, mapped to [θ, s_1, s] in closed form: no autograd graph
-            grads = [
-                torch.empty_like(t, memory_format=torch.contiguous_format)
-                for t in layer_tensors(reparam.layers(start, f, sg))
-            ]
+        if fused:  # the kernel's layer gradients mapped to [θ, s_1, s] in closed form, in numpy: no autograd
+            enc = Encoder(reparam, f, sg, peaks.shape[1] - 1, peaks.dtype)
+            step = kernel.bind(enc.layers, x, ys, enc.grads)  # the layers are rewritten in place
 
             def loss(p: list[torch.Tensor]) -> torch.Tensor:
-                with torch.no_grad():
-                    out = kernel.mlp_mse_into(reparam.layers(p, f, sg), x, ys, grads)
-                    for leaf, g in zip(p, reparam.vjp(p, f, sg, layer_pairs(grads))):
-                        leaf.grad.copy_(g)
+                enc.encode(p)
+                out = step()
+                enc.vjp(p)
                 return out
         else:
 
@@ -86,9 +84,13 @@ def train_raw(
     epochs)."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
+        steps: list = []  # the kernel bound to Adam's parameters and gradient buffers, which never move
+
         def loss(p: list[torch.Tensor]) -> torch.Tensor:
             if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
-                return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p])
+                if not steps:
+                    steps.append(kernel.bind(layer_pairs(p), x, y[sl], [t.grad for t in p]))
+                return steps[0]()
             return batch_mse(layer_pairs(p), x, y[sl], fused=False)
 
         fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report, keep_every=keep_every)

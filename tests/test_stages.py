@@ -226,3 +226,40 @@ def test_fused_pretraining_equals_autograd_pretraining(reparam):
     for a, b in zip(runs[0].params, runs[1].params):
         assert (a - b).abs().max() < 1e-10
     assert (runs[0].history - runs[1].history).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("peaks_by", ["clamp", "sigmoid"])
+@pytest.mark.parametrize("s1", ["trainable", "tied"])
+@pytest.mark.parametrize("offset", [True, False])
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_numpy_encoder_equals_reparam(peaks_by, s1, offset, d):
+    """encode_np.Encoder, the fused pretraining step's encoding and backward in numpy, against Reparam.layers
+    and Reparam.vjp (torch): the same layers (bit for bit with clamped peaks, in float32 too) and gradients."""
+    from compnet.encode_np import Encoder
+
+    T, g = 8, torch.Generator().manual_seed(d)
+    reparam = Reparam(peaks=peaks_by, s1=s1, offset=offset)
+    free = torch.arange(T) % 2 == 1
+    sign = torch.where(torch.arange(T) % 3 == 0, 1.0, -1.0).to(f64)
+    for dtype in (f64, torch.float32):
+        params = reparam.start(_peaks(T, d + 1, d, 0.1, 0.9).to(dtype))
+        params[1] = params[1] * (0.5 + torch.rand(T, generator=g, dtype=f64)).to(dtype)
+        params[2] = params[2] * torch.where(torch.rand(T, d, generator=g) < 0.3, -1.0, 1.0).to(dtype)
+        if peaks_by == "clamp":
+            params[0][0, 0], params[0][1, 0], params[0][3, 0] = 0.005, 0.995, 0.01
+        for p in params:
+            p.grad = torch.empty_like(p)
+        enc = Encoder(reparam, free, sign.to(dtype), d, dtype)
+        layers, expect = enc.encode(params), reparam.layers(params, free, sign.to(dtype))
+        for got, want in zip(layer_tensors(layers), layer_tensors(expect)):
+            if peaks_by == "clamp":
+                assert torch.equal(got, want)
+            else:
+                assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+        for buf in enc.grads:
+            buf.copy_(torch.randn(buf.shape, generator=g, dtype=f64))
+        want = reparam.vjp(params, free, sign.to(dtype), list(zip(enc.grads[::2], enc.grads[1::2])))
+        enc.vjp(params)
+        tol = 1e-13 if dtype == f64 else 1e-5
+        for p, w in zip(params, want):
+            assert (p.grad - w).abs().max() <= tol * max(w.abs().max(), 1.0)
