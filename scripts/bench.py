@@ -1,19 +1,20 @@
 """Benchmark: compnet's batched engine against the plain per-trial loop, side by side in one run.
 
     make bench            # or: python scripts/bench.py [--trials 30] [--epochs 1000] [--skip-loop] [--skip-tables]
-                          #     [--skip-scaling] [--more]
+                          #     [--skip-scaling] [--more] [--loop-trials 5] [--before DIR]
 
 1. 30 trials, raw stage, 1000 epochs: the plain loop a researcher writes without compnet (per trial a fresh
-   nn.Sequential, 1-4-4-4-4-4-1, PyTorch default init, and its own Adam; `compnet.reference.raw_loop`), and
-   compnet's engine on the same trials (same starting weights) with torch's ops and with the fused kernel;
+   nn.Sequential, 1-4-4-4-4-4-1, PyTorch default init, and its own Adam; `compnet.reference.raw_loop`; it
+   trains one trial after another, so it is timed on 5 of them and scaled), and compnet's engine on the same trials (same starting weights) with torch's ops and with the fused kernel;
 2. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through the
    `compnet train` command, as one experiment: with plots=false and with its figures drawn (the default, what
    a user waits for); training time (summary.json's wall_seconds) and the whole process; `--more` adds the
-   fused engine on one worker and torch's ops;
+   fused engine on one worker and torch's ops, `--before DIR` the same two runs of the compnet package in DIR
+   (an earlier commit's: `git archive C compnet | tar -x -C DIR`), side by side;
 3. scaling: µs per network-step of both stages (fused kernel, pretraining through `Reparam.vjp` and the raw
    stage) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
-   a fresh process, with that process's peak resident memory (its own getrusage ru_maxrss, taken at its end:
-   Python, torch and every tensor of both stages).
+   a fresh process, with that process's peak resident memory (wait4's ru_maxrss of that process alone, started
+   from a small launcher: Python, torch and every tensor of both stages).
 Prints wall times, ratios, peak memory and the arithmetic floor: the FLOPs of the forward and backward passes
 over this machine's measured float32 matrix-multiply rate (torch's GEMM on every core).
 """
@@ -76,28 +77,38 @@ def flops_per_step(shapes: Shapes, points: int) -> float:
     return 3 * 2 * points * sum(o * i for o, i in shapes.dims)
 
 
+# runs a command and reports its peak resident memory: a process forked from this one would count this one's
+# memory at the fork in its own ru_maxrss (Linux keeps the larger), so the measured command is started from here,
+# a small process, and its getrusage read by wait4
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def child(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, float]:
-    """Run `cmd` to its end: wall seconds, its result, and its own peak resident memory in MiB (os.wait4's
-    rusage of that one process, not the maximum over every child so far)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `cmd` to its end: wall seconds, its result, and its own peak resident memory in MiB."""
+    with tempfile.NamedTemporaryFile() as peak:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, **kw)
-        _, status, usage = os.wait4(p.pid, 0)
+        done = subprocess.run([sys.executable, "-c", LAUNCHER, peak.name, *cmd], capture_output=True, text=True, **kw)
         wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        done = subprocess.CompletedProcess(cmd, p.returncode, out.read().decode(), err.read().decode())
-    if done.returncode:
-        sys.exit(f"bench: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return wall, done, usage.ru_maxrss / 1024
+        if done.returncode:
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        return wall, done, int(Path(peak.name).read_text()) / 1024
 
 
-def tables_run(trials: int, workers: int, engine: str, plots: bool = False) -> dict:
-    """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment."""
+def tables_run(trials: int, workers: int, engine: str, plots: bool = False, source: str | None = None) -> dict:
+    """Tables 1 and 2 (all four targets, five methods) through the installed command, one experiment (with
+    `source`: the compnet package found there instead, e.g. an earlier commit's, `git archive C compnet`)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [COMPNET, "train", "experiment=table1", "experiment.targets=[x3,x11,sin,tanh]", f"trials={trials}"]
         cmd += [f"plots={str(plots).lower()}", f"workers={workers}", f"engine={engine}"]
-        wall, _, peak = child(cmd, cwd=tmp)
+        env = None if source is None else os.environ | {"PYTHONPATH": source}
+        wall, _, peak = child(cmd, cwd=tmp, env=env)
         summaries = [json.loads(f.read_text()) for f in Path(tmp).rglob("summary.json")]
         figures = len(list(Path(tmp).rglob("*.png")))
     return {
@@ -125,20 +136,21 @@ def point(trials: int, depth: int, epochs: int) -> dict:
     train_raw(shapes, start, x, y, epochs, 1e-3, workers, fused=True)
     t_raw = time.perf_counter() - t0
     steps = trials * epochs
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"pre_us": t_pre / steps * 1e6, "raw_us": t_raw / steps * 1e6, "peak_mib": peak, "epochs": epochs}
+    return {"pre_us": t_pre / steps * 1e6, "raw_us": t_raw / steps * 1e6, "epochs": epochs}
 
 
 def scaling(rate: float) -> None:
     print("\n(3) Scaling: µs per network-step (wall time / (trials × epochs)), fused, both stages, float32,")
-    print(f"    500 points, {workers_default()} worker threads; peak memory: each point's own process (ru_maxrss)")
+    print(
+        f"    500 points, {workers_default()} worker threads; peak memory: each point's own process (wait4's ru_maxrss)"
+    )
     print("    trials  depth  epochs   pretraining       raw   raw/floor   peak memory")
     rows = {}
     for trials, depth in POINTS:
         epochs = max(50, min(1000, 1_500_000 // (trials * depth)))
         cmd = [sys.executable, __file__, "--point", str(trials), str(depth), str(epochs)]
-        _, done, _ = child(cmd)
-        r = rows[trials, depth] = json.loads(done.stdout.strip().splitlines()[-1])
+        _, done, peak = child(cmd)
+        r = rows[trials, depth] = json.loads(done.stdout.strip().splitlines()[-1]) | {"peak_mib": peak}
         floor_us = flops_per_step(Shapes(depth), 500) / rate * 1e6
         print(
             f"    {trials:6d}  {depth:5d}  {epochs:6d}  {r['pre_us']:8.1f} µs  {r['raw_us']:6.1f} µs"
@@ -163,6 +175,8 @@ def main() -> None:
     p.add_argument("--skip-tables", action="store_true", help="no Tables 1+2 (2)")
     p.add_argument("--skip-scaling", action="store_true", help="no scaling table (3)")
     p.add_argument("--more", action="store_true", help="Tables 1+2 also on one worker and with torch's ops")
+    p.add_argument("--loop-trials", type=int, default=5, help="trials the plain loop is timed on (default 5)")
+    p.add_argument("--before", metavar="DIR", help="Tables 1+2 also with the compnet package in DIR (before)")
     p.add_argument("--point", type=int, nargs=3, metavar=("TRIALS", "DEPTH", "EPOCHS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.point:  # one point of the scaling table, in its own process
@@ -182,14 +196,18 @@ def main() -> None:
     workers = workers_default()
     if not args.skip_loop:
         start = random_weights("kaiming", shapes, generators(0, args.trials))
-        t_loop = plain_loop(start, shapes, x, y, args.epochs)
+        # the plain loop trains one trial after the other: timed on the first `--loop-trials`, scaled to all
+        n = min(args.loop_trials, args.trials)
+        t_loop = plain_loop(start[:n], shapes, x, y, args.epochs) * args.trials / n
         t_torch = engine(start, shapes, x, y, args.epochs, workers, fused=False)
         t_fused = engine(start, shapes, x, y, args.epochs, workers, fused=True)
         floor = args.trials * args.epochs * step_flops / rate
         print(
             f"\n(1) {args.trials} trials x {args.epochs} epochs, raw stage, 500 points, depth 5 width 4 (training only):"
         )
-        print(f"  plain per-trial loop       {t_loop:8.2f} s")
+        print(
+            f"  plain per-trial loop       {t_loop:8.2f} s   ({n} of the {args.trials} trials timed, x{args.trials / n:g})"
+        )
         print(f"  compnet, torch's ops       {t_torch:8.2f} s   loop / this = {t_loop / t_torch:5.1f}x")
         print(f"  compnet, fused kernel      {t_fused:8.2f} s   loop / this = {t_loop / t_fused:5.1f}x")
         print(f"  arithmetic floor           {floor:8.3f} s   (fused takes {t_fused / floor:.1f}x the floor)")
@@ -201,14 +219,20 @@ def main() -> None:
         # pretraining (2 methods) + raw stage (5 methods), 1000 epochs each, per target
         steps = 4 * args.trials * (2 * 1000 + 5 * 1000)
         floor = steps * step_flops / rate
+        runs = [("plots=false", plain), (f"with {drawn['figures']} figures", drawn)]
+        if args.before:
+            runs += [(f"before: {name}", tables_run(args.trials, workers, "fused", p, args.before)) for name, p in
+                     (("plots=false", False), ("figures", True))]  # fmt: skip
         print(f"\n(2) Tables 1+2: {plain['networks']} networks through `compnet train` (one experiment, fused):")
         print("                              training    whole process   above training")
-        for name, r in (("plots=false", plain), (f"with {drawn['figures']} figures", drawn)):
+        for name, r in runs:
             print(
                 f"  {name:24s} {r['training']:8.2f} s   {r['process']:8.2f} s   {r['process'] - r['training']:8.2f} s"
                 f"   (peak memory {r['peak_mib']:.0f} MiB)"
             )
         print(f"  the figures                             {drawn['process'] - plain['process']:8.2f} s")
+        if args.before:
+            print(f"      before                              {runs[3][1]['process'] - runs[2][1]['process']:8.2f} s")
         print(
             f"  arithmetic floor           {floor:8.2f} s   (training takes {plain['training'] / floor:.1f}x "
             f"and {drawn['training'] / floor:.1f}x the floor)"
