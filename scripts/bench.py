@@ -5,7 +5,7 @@
 
 1. 30 trials, raw stage, 1000 epochs: the plain loop a researcher writes without compnet (per trial a fresh
    nn.Sequential, 1-4-4-4-4-4-1, PyTorch default init, and its own Adam; `compnet.reference.raw_loop`; it
-   trains one trial after another, so it is timed on 5 of them and scaled), and compnet's engine on the same trials (same starting weights) with torch's ops and with the fused kernel;
+   trains one trial after another, so it is timed on 5 of them and scaled; one intra-op thread), and compnet's engine on the same trials (same starting weights) with torch's ops and with the fused kernel;
 2. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through the
    `compnet train` command, as one experiment: with plots=false and with its figures drawn (the default, what
    a user waits for); training time (summary.json's wall_seconds) and the whole process; `--more` adds the
@@ -46,10 +46,18 @@ POINTS = [(30, 5), (300, 5), (3000, 5), (300, 10), (300, 11), (300, 12), (300, 1
 
 
 def plain_loop(start: torch.Tensor, shapes: Shapes, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
-    """(1): compnet.reference.raw_loop, the tests' oracle, timed."""
-    t0 = time.perf_counter()
-    raw_loop(start, shapes, x, y, epochs, 1e-3)
-    return time.perf_counter() - t0
+    """(1): compnet.reference.raw_loop, the tests' oracle, timed on one intra-op thread: its ops are tiny, and
+    with torch's default (a thread per core) every op synchronises the threads, which on a shared machine made
+    it 20-60x slower (a flattering baseline: 978 s for 30 trials in one run, 49 s in a quiet one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        raw_loop(start[:1], shapes, x, y, 3, 1e-3)  # torch.optim's first step imports and sets up (~2 s, once)
+        t0 = time.perf_counter()
+        raw_loop(start, shapes, x, y, epochs, 1e-3)
+        return time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
 
 
 def engine(
