@@ -23,7 +23,11 @@ import torch
 from compnet.optim import Fit, Report, Snapshot
 
 # Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
-# brings (make bench: 30 trials train faster on one worker).
+# brings (make bench: 30 trials train faster on one worker). That one worker also runs with one intra-op
+# thread, as every worker does: with torch's default (a thread per core), on a machine shared with other
+# processes, the threads' synchronisation in the step's small ops made 30 trials × 1000 raw steps take 8.1 s
+# instead of 0.6 s (the "depth-11 cliff", depth=11 trials=10 workers=1 4.8 s against 0.3 s, was this: it came
+# and went with the machine's load, not with the depth; no subnormals were seen).
 MIN_TRIALS_PER_WORKER = 64
 
 
@@ -113,19 +117,22 @@ def chunked(
     bounds = [round(i * trials / n) for i in range(n + 1)]
     slices = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     progress = Progress(desc, epochs, n)
-    if n == 1:
+    threads = torch.get_num_threads()
+    if n == 1:  # one intra-op thread here too: see MIN_TRIALS_PER_WORKER's note
+        torch.set_num_threads(1)
         try:
             if trials == 1:  # see `alone`
                 return alone(fit_chunk(torch.zeros(2, dtype=torch.long), progress.reporter(0)))
             return fit_chunk(slices[0], progress.reporter(0))
         finally:
+            torch.set_num_threads(threads)
             progress.close()
 
     def work(i: int) -> Fit:
         torch.set_num_threads(1)
         return fit_chunk(slices[i], progress.reporter(i))
 
-    threads, pool = torch.get_num_threads(), ThreadPoolExecutor(n)
+    pool = ThreadPoolExecutor(n)
     try:
         futures = [pool.submit(work, i) for i in range(n)]
         while True:  # in short waits: Ctrl-C can land on a worker thread, and Python raises it in the main thread

@@ -209,6 +209,50 @@ def _call(
     """Per-trial loss [T]; with `grads` ([w_1, b_1, w_2, …], contiguous, the layers' shapes) also
     dloss_t/dW_l and dloss_t/db_l, written into them. x is [N] or [N, n]; `groups[l]` = g reads layer l as g
     diagonal blocks (the rest of its weight is taken as 0 and gets gradient 0)."""
+    fn, args, T, _, keep = _prepare(layers, x, y, grads, groups)
+    loss = _run(fn, args, T, x.dtype)
+    del keep
+    return loss
+
+
+def _run(fn, args: list, T: int, dtype: torch.dtype) -> torch.Tensor:
+    loss = torch.empty(T, dtype=dtype)
+    args[_LOSS] = loss.data_ptr()
+    if fn(*args):
+        raise MemoryError("the fused kernel could not allocate its scratch memory")
+    return loss
+
+
+_LOSS = 12  # the loss pointer's place among the C function's arguments
+
+
+def bind(
+    layers: list[Layer], x: torch.Tensor, y: torch.Tensor, grads: list[torch.Tensor], groups: list[int] | None = None
+):
+    """`mlp_mse_into(layers, x, y, grads)` as a function of no arguments, for tensors that stay where they are
+    and change only in place (a training loop's parameters and gradient buffers): the checks and the C call's
+    arguments are prepared once, so that a step costs the kernel and little else (at 30 trials, the per-call
+    preparation was a tenth of a raw step). Refuses layers that the kernel could only read through a copy."""
+    fn, args, T, copied, keep = _prepare(layers, x, y, grads, groups)
+    if copied:
+        raise ValueError("bind takes layers whose every trial's block is contiguous (a copy would go stale)")
+
+    def step() -> torch.Tensor:
+        assert keep  # the tensors behind the pointers live as long as this function
+        return _run(fn, args, T, x.dtype)
+
+    return step
+
+
+def _prepare(
+    layers: list[Layer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grads: list[torch.Tensor] | None,
+    groups: list[int] | None = None,
+):
+    """The checks, and the C function with its arguments (the loss pointer left to fill), T, and whether a
+    layer is read through a copy."""
     if any(w.dim() != 3 or b.dim() != 2 for w, b in layers):
         raise ValueError("the fused engine takes layers of weights [T, out, in] and biases [T, out]")
     w, b = [_rows(w) for w, _ in layers], [_rows(b) for _, b in layers]
@@ -239,19 +283,18 @@ def _call(
         g.shape != t.shape or g.dtype != t.dtype or not g.is_contiguous() for g, t in zip(grads, layer_tensors(layers))
     ):
         raise ValueError("gradients go into contiguous tensors of the weights' shapes and dtype")
-    loss = torch.empty(T, dtype=x.dtype)
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    rc = getattr(library(), _FN[x.dtype])(
+    args = [
         T, N, L, _array(i64, dims), _array(i64, groups),
         _array(ptr, [t.data_ptr() for t in w]), _array(i64, [t.stride(0) for t in w]),
         _array(ptr, [t.data_ptr() for t in b]), _array(i64, [t.stride(0) for t in b]),
-        x.data_ptr(), y.data_ptr(), y.stride(0), loss.data_ptr(),
+        x.data_ptr(), y.data_ptr(), y.stride(0), None,
         None if grads is None else _array(ptr, [g.data_ptr() for g in grads[::2]]),
         None if grads is None else _array(ptr, [g.data_ptr() for g in grads[1::2]]),
-    )  # fmt: skip
-    if rc:
-        raise MemoryError("the fused kernel could not allocate its scratch memory")
-    return loss
+    ]  # fmt: skip
+    copied = any(a is not t for a, t in zip(w + b, [w for w, _ in layers] + [b for _, b in layers]))
+    # the tensors the pointers point into (copies included): alive as long as the arguments are used
+    return getattr(library(), _FN[x.dtype]), args, T, copied, (w, b, x, y)
 
 
 def _array(ctype, values: list):

@@ -111,6 +111,78 @@ def encode(peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, offset
     return layers
 
 
+def encode_vjp(
+    peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, offset: bool, layer_grads: list[Layer]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vector-Jacobian product of `encode`, in closed form: (dL/dpeaks [T, d+1], dL/dscales [T, d]) from
+    the gradients dL/d(weight, bias) of its layers ([(dW_1, db_1), …], the shapes `encode` returns), as
+    autograd through `encode` computes them (float64: to ~1e-13; the sums run in another order).
+
+    No autograd and a fixed number of elementwise ops whatever the depth, so a pretraining step is one kernel
+    call and a few fused ops. The offset m = Σ|s_i| is detached in `encode`, so `offset` changes no gradient
+    (it is taken for symmetry with `encode`); a_{d+1} enters only the scales, so its entry here is 0. The block
+    networks (`blocks.py`: K blocks encoded as K "trials") map their block-diagonal gradients to per-block
+    layer gradients and call this."""
+    del offset  # m is detached: no path from it to the peaks or scales
+    d = scales.shape[1]
+    g_b1, g_out = layer_grads[0][1], layer_grads[-1][0][:, 0]
+    g_hidden = torch.stack([w for w, _ in layer_grads[1:-1]], 1) if d > 1 else None  # [T, d−1, 4, 4]
+    # hidden layer k+1 holds u = 1/a_k, v = −1/(a_k(1 − a_k)) in row 0 times g_k = σ s_k/c_{k−1}, in rows 1–2
+    # times S_k = c_k/c_{k−1}, and −S_k a_{k+1}, S_k in column 3; the output layer holds row 0 with k = d; the
+    # first layer's bias holds −a_1 (docs/method.md §3)
+    a = peaks[:, :d]
+    c = scales.abs()
+    c_prev = torch.cat([torch.ones_like(c[:, :1]), c[:, :-1]], 1)
+    ratio = c / c_prev
+    gain = sign.unsqueeze(1) * scales / c_prev
+    u = 1 / a
+    v = -1 / (a * (1 - a))
+    # row 0 (the accumulator's weights on t1, t2) of hidden layers 2 … d and of the output layer, as [T, d]
+    g0u, g0v = g_out[:, 1:2], g_out[:, 2:3]
+    if g_hidden is not None:
+        g0u, g0v = torch.cat([g_hidden[:, :, 0, 1], g0u], 1), torch.cat([g_hidden[:, :, 0, 2], g0v], 1)
+    d_gain = g0u * u + g0v * v
+    du, dv = gain * g0u, gain * g0v
+    d_ratio = torch.zeros_like(scales)
+    d_peaks = torch.zeros_like(peaks)
+    if g_hidden is not None:
+        S, an = ratio[:, :-1], peaks[:, 1:d]
+        su = g_hidden[:, :, 1, 1] + g_hidden[:, :, 2, 1]  # S·u sits in rows 1 and 2
+        sv = g_hidden[:, :, 1, 2] + g_hidden[:, :, 2, 2]
+        g23 = g_hidden[:, :, 2, 3]
+        d_ratio[:, :-1] = su * u[:, :-1] + sv * v[:, :-1] - g23 * an + g_hidden[:, :, 3, 3]
+        du[:, :-1] += S * su
+        dv[:, :-1] += S * sv
+        d_peaks[:, 1:d] -= S * g23
+    # du/da = −u², dv/da = (1 − 2a) v²
+    d_peaks[:, :d] += dv * (1 - 2 * a) * v * v - du * u * u
+    d_peaks[:, 0] -= g_b1[:, 2]
+    # ratio = c/c_prev, gain = σ s/c_prev, c = |s|
+    d_c = d_ratio / c_prev
+    d_c[:, :-1] -= (ratio[:, 1:] * d_ratio[:, 1:] + gain[:, 1:] * d_gain[:, 1:]) / c_prev[:, 1:]
+    d_scales = sign.unsqueeze(1) * d_gain / c_prev + torch.sign(scales) * d_c
+    return d_peaks, d_scales
+
+
+def law_scales_vjp(
+    peaks: torch.Tensor, s1: torch.Tensor | None, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The vector-Jacobian product of `law_scales(peaks, s1)`: (dL/dpeaks [T, d+1], dL/ds1 [T] or None when
+    s_1 is tied) from dL/dscales [T, d]. s_k = s_1 Π_{i=2..k} r_i (tied: Π_{i=1..k} r_i), r_i = (1 − a_i) a_{i+1}."""
+    r = (1 - peaks[:, :-1]) * peaks[:, 1:]
+    s = law_scales(peaks, s1)
+    # dL/dr_i = Σ_{k ≥ i} dL/ds_k · s_k / r_i (r_i > 0: the peaks lie in (0, 1))
+    tail = (grad * s).flip(1).cumsum(1).flip(1) / r
+    d_s1 = None
+    if s1 is not None:  # s_1 takes r_1's place in the product: r_1 gets no gradient, s_1 gets Σ_k dL/ds_k s_k/s_1
+        d_s1 = (grad * torch.cumprod(torch.cat([torch.ones_like(r[:, :1]), r[:, 1:]], 1), 1)).sum(1)
+        tail[:, 0] = 0
+    d_peaks = torch.zeros_like(peaks)
+    d_peaks[:, :-1] -= tail * peaks[:, 1:]
+    d_peaks[:, 1:] += tail * (1 - peaks[:, :-1])
+    return d_peaks, d_s1
+
+
 def forward(layers: list[Layer], x: torch.Tensor) -> torch.Tensor:
     """Batched plain MLP (ReLU after every layer but the last): x [N] (or [N, n]) → [T, N].
 
@@ -187,6 +259,25 @@ class Reparam:
         theta, s1, s = params
         a = self.peak_values(theta)
         return encode(a, self.scales(a, s1, s, free), sign, self.offset)
+
+    def vjp(
+        self, params: list[torch.Tensor], free: torch.Tensor, sign: torch.Tensor, layer_grads: list[Layer]
+    ) -> list[torch.Tensor]:
+        """dL/d[θ, s_1, s] from dL/d(the layers of `layers(params, free, sign)`), in closed form (`encode_vjp`,
+        `law_scales_vjp`), as autograd through `layers` computes them: the clamp passes the gradient where
+        θ ∈ [0.01, 0.99] (torch's clamp: edges included), a free trial's scales take it directly, a law trial's
+        reach the peaks and a trainable s_1; a tied s_1 (and s_1 of a free trial) gets 0."""
+        theta, s1, s = params
+        a = self.peak_values(theta)
+        d_a, d_scales = encode_vjp(a, self.scales(a, s1, s, free), sign, self.offset, layer_grads)
+        f = free.unsqueeze(1)
+        law_a, d_s1 = law_scales_vjp(a, s1 if self.s1 == "trainable" else None, torch.where(f, 0.0, d_scales))
+        d_a += law_a
+        if self.peaks == "clamp":
+            d_theta = torch.where((theta >= PEAK_CLAMP[0]) & (theta <= PEAK_CLAMP[1]), d_a, 0.0)
+        else:
+            d_theta = d_a * (1 - a) * a
+        return [d_theta, torch.zeros_like(s1) if d_s1 is None else d_s1, torch.where(f, d_scales, 0.0)]
 
 
 def to_sequential(layers: list[Layer], trial: int = 0) -> nn.Sequential:

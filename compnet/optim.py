@@ -97,10 +97,12 @@ def adam(
             # torch.optim.Adam's update, spelt in ops that round once each (mul, plain add, div, sqrt): the
             # fused lerp_/addcmul_/addcdiv_ take a fused multiply-add on some CPUs and not on others, and
             # results would then depend on the machine (README: Reproducibility)
-            g = torch.where(keep, grad, 0.0)
+            # (with every trial alive the masks change nothing: skipped, on the host where that is known)
+            everyone = on_host and n_alive == T
+            g = grad if everyone else torch.where(keep, grad, 0.0)
             m.mul_(b1).add_(g * (1 - b1))
             v.mul_(b2).add_(g * g * (1 - b2))
-            flat.sub_(torch.where(keep, m, 0.0) / (v.sqrt() / bc2 + eps) * (lr / bc1))
+            flat.sub_((m if everyone else torch.where(keep, m, 0.0)) / (v.sqrt() / bc2 + eps) * (lr / bc1))
         snap(step)
         if report is not None and (step % 25 == 0 or step == epochs):
             report(step, history[step - 1], alive)

@@ -10,28 +10,31 @@
 - regions.png  (`compnet regions`) pieces versus depth and per neuron versus width, or of saved networks;
 - depth.png    (`experiment=depth`) median and min final MSE against depth per method and target.
 
-Matplotlib's object-oriented API throughout: a `Figure` per file, no pyplot and no global state, so
-figures can be drawn from worker threads and nothing leaks between them.
+Matplotlib's object-oriented API throughout: no pyplot and no global state, so figures can be drawn from
+worker threads and nothing leaks between them. A run's own three figures are built once per thread and shape
+and redrawn with each cell's data (`_Reused`): an experiment draws them for every cell.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from PIL import Image
 
 from compnet.methods import method_label, method_order
 from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
 from compnet.shards import read_trials
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_label, target_order
-
-if TYPE_CHECKING:
-    import torch
 
 
 def _ranked(trials: pd.DataFrame) -> dict[str, int]:
@@ -55,91 +58,222 @@ def _title(summary: dict[str, Any]) -> str:
     return f"{method_label(summary['method'])} on {label}"
 
 
-def _network(weights: np.ndarray, depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Saved raw weights [T, P] as the layers of `model.forward`, in float64 (torch only for a run's own
-    figures: `compnet table` draws trials.png without it)."""
-    import torch
+def _network(weights: np.ndarray, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Saved raw weights [T, P] as the layers (weight [T, out, in], bias [T, out]) of a width-4 MLP, float64.
+    Figures evaluate the few networks they show in numpy: on [1, 4, 4] × [1, 4, 2001] a torch op costs more
+    in dispatch (and intra-op threads) than in arithmetic."""
+    flat, layers, pos = np.asarray(weights, dtype=np.float64), [], 0
+    dims = [1] + [4] * depth + [1]
+    for n_in, n_out in zip(dims, dims[1:]):
+        w = flat[:, pos : pos + n_out * n_in].reshape(-1, n_out, n_in)
+        layers.append((w, flat[:, pos + n_out * n_in : pos + n_out * n_in + n_out]))
+        pos += n_out * n_in + n_out
+    return layers
 
-    from compnet.model import Shapes
 
-    return Shapes(depth).split(torch.from_numpy(weights).double())
+def _preactivations(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's pre-activation [T, out, N] at the points x [N] (ReLU between layers, as model.forward)."""
+    h, out = np.broadcast_to(x, (layers[0][0].shape[0], 1, len(x))), []
+    for w, b in layers:
+        out.append(w @ h + b[:, :, None])
+        h = np.maximum(out[-1], 0)
+    return out
+
+
+def _log_axis(ax: Any) -> None:
+    """A log axis labelled 10⁻³ in plain text: matplotlib's default labels are mathtext, parsed and laid
+    out per label and per figure, a large part of a small figure's cost; minor ticks unlabelled."""
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _power_of_ten(v: float, _pos: Any = None) -> str:
+    e = int(round(np.log10(v))) if v > 0 else 0
+    if v <= 0 or not np.isclose(v, 10.0**e):
+        return ""
+    return "10" + str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+class _Reused(threading.local):
+    """A run's own figures (fit, loss, layers), built once per thread and shape and redrawn with each cell's
+    data: creating a figure's axes, ticks and legend costs about as much as drawing it, and an experiment draws
+    the same three figures for every cell. Thread-local, so worker threads never share one."""
+
+    def __init__(self) -> None:
+        self.figures: dict[tuple, Any] = {}
+
+    def get(self, key: tuple, build: Callable[[], Any]) -> Any:
+        if key not in self.figures:
+            self.figures[key] = build()
+        return self.figures[key]
+
+
+_REUSED = _Reused()
+RANKS = {"best": "tab:green", "median": "tab:blue", "worst": "tab:red"}
+
+
+class _Fit(NamedTuple):
+    fig: Figure
+    axes: tuple[Any, Any]
+    target: Any  # the target's line
+    ranked: list[Any]  # a line per ranked trial
+    errors: list[Any]  # their pointwise errors
+    points: Any  # the training points
+    legend: Any
+
+
+def _build_fit(n: int) -> _Fit:
+    fig = Figure(figsize=(7, 7), dpi=120)
+    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
+    target = ax.plot([0, 1], [0, 1], "k", lw=2.5, alpha=0.35, label="target")[0]
+    colors = list(RANKS.values())[:n]
+    ranked = [ax.plot([0, 1], [0, 1], color=c, lw=1, label=" ")[0] for c in colors]
+    errors = [ax_err.semilogy([0, 1], [1, 1], color=c, lw=0.8)[0] for c in colors]
+    points = ax.plot([0, 1], [0, 1], ".", color="gray", ms=2, label="points")[0]
+    ax.set_ylabel("y")
+    ax_err.set(xlabel="x", ylabel="|network − target|")
+    _log_axis(ax_err)
+    return _Fit(fig, (ax, ax_err), target, ranked, errors, points, ax.legend(fontsize=8))
 
 
 def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
     import torch
 
-    from compnet.model import forward
-
     user = "y" in weights  # a user's target: its training points, in the network's units (u, v)
     if user:
         order = np.argsort(weights["x"], kind="stable")
-        x, y = (torch.from_numpy(weights[k][order]).double() for k in ("x", "y"))
-        label = summary["target_source"]["label"]
+        x, y = (weights[k][order].astype(np.float64) for k in ("x", "y"))
+        label, ys = summary["target_source"]["label"], weights["y"]
     else:
-        x = torch.linspace(0, 1, 1001, dtype=torch.float64)
-        y, label = get_target(summary["target"])(x), target_label(summary["target"])
-    with torch.no_grad():
-        pred = forward(_network(weights["final"], settings_recorded(summary)["depth"]), x)
-    fig = Figure(figsize=(7, 7))
-    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
-    ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {label}")
-    for (name, t), color in zip(_ranked(trials).items(), ("tab:green", "tab:blue", "tab:red")):
-        units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
-        label = f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})"
-        ax.plot(x, pred[t], color=color, lw=1, label=label)
-        ax_err.semilogy(x, (pred[t] - y).abs().clamp_min(1e-16), color=color, lw=0.8)
-    xs = weights["x"]
-    ys = weights["y"] if user else get_target(summary["target"])(torch.from_numpy(xs))
-    ax.plot(xs, ys, ".", color="gray", ms=2, label=f"{len(xs)} training points")
+        target = get_target(summary["target"])
+        x = np.linspace(0, 1, 1001)
+        y, label = target(torch.from_numpy(x)).numpy(), target_label(summary["target"])
+        ys = target(torch.from_numpy(weights["x"])).numpy()
+    ranked = _ranked(trials)
+    rows = list(ranked.values())
+    pred = _preactivations(_network(weights["final"][rows], settings_recorded(summary)["depth"]), x)[-1][:, 0]
+    f = _REUSED.get(("fit", len(ranked)), lambda: _build_fit(len(ranked)))
+    ax, ax_err = f.axes
+    f.target.set_data(x, y)
+    labels = [f"target {label}"]
+    units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
+    for i, ((name, t), line, err) in enumerate(zip(ranked.items(), f.ranked, f.errors)):
+        line.set_data(x, pred[i])
+        err.set_data(x, np.maximum(np.abs(pred[i] - y), 1e-16))
+        labels.append(f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})")
+    f.points.set_data(weights["x"], ys)
+    labels.append(f"{len(ys)} training points")
+    for text, label in zip(f.legend.get_texts(), labels):
+        text.set_text(label)
+    for a in f.axes:
+        a.relim()
+        a.autoscale_view()
     ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if user else "y")
-    ax.legend(fontsize=8)
+    ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if user else "x")
     ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials")
-    ax_err.set(xlabel="u = (x − lo)/(hi − lo)" if user else "x", ylabel="|network − target|")
-    fig.savefig(path, dpi=120)
+    _save(f.fig, path)
+
+
+class _Loss(NamedTuple):
+    fig: Figure
+    ax: Any
+    curves: LineCollection  # every trial's loss, one collection (30 Line2D cost 30 artists' setup and draw)
+    switch: Any  # the pretraining / raw-weight boundary and its label
+    label: Any
+
+
+def _build_loss() -> _Loss:
+    fig = Figure(figsize=(7, 4), dpi=120)
+    ax = fig.subplots(gridspec_kw=_margins(7, 4, left=0.8, top=0.4))
+    curves = LineCollection([], color="tab:blue", lw=0.6, alpha=0.5)
+    ax.add_collection(curves)
+    ax.set_yscale("log")
+    _log_axis(ax)
+    switch = ax.axvline(0, color="k", ls="--", lw=1)
+    label = ax.text(0, 1, " raw weights freed", va="top", fontsize=8)
+    ax.set(xlabel="epoch", ylabel="MSE")
+    return _Loss(fig, ax, curves, switch, label)
 
 
 def draw_loss(path: Path, summary: dict[str, Any], losses: Any) -> None:
     parts = [losses["loss_pretrain"]] if "loss_pretrain" in losses else []
     parts.append(losses["loss_train"])
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots(gridspec_kw=_margins(7, 4, left=0.8, top=0.4))
-    ax.semilogy(np.concatenate(parts), color="tab:blue", lw=0.6, alpha=0.5)
+    loss = np.concatenate(parts)  # [epochs, trials]
+    f = _REUSED.get(("loss",), _build_loss)
+    epochs = np.arange(len(loss), dtype=float)
+    f.curves.set_segments([np.column_stack([epochs, col]) for col in loss.T])
+    shown = loss[np.isfinite(loss) & (loss > 0)]
+    lo, hi = (shown.min(), shown.max()) if shown.size else (1e-3, 1.0)
+    pad = (hi / lo) ** 0.05 if hi > lo else 2.0  # matplotlib's 5% margins, on the log axis
+    f.ax.set_xlim(-0.05 * len(loss), 1.05 * (len(loss) - 1))
+    f.ax.set_ylim(lo / pad, hi * pad)
+    f.switch.set_visible(len(parts) == 2)
+    f.label.set_visible(len(parts) == 2)
     if len(parts) == 2:
-        ax.axvline(len(parts[0]) - 0.5, color="k", ls="--", lw=1)
-        ax.text(len(parts[0]), ax.get_ylim()[1], " raw weights freed", va="top", fontsize=8)
-    ax.set(xlabel="epoch", ylabel="MSE", title=f"{_title(summary)}: loss of every trial")
-    fig.savefig(path, dpi=120)
+        f.switch.set_xdata([len(parts[0]) - 0.5] * 2)
+        f.label.set_position((len(parts[0]), hi * pad))
+    f.ax.set_title(f"{_title(summary)}: loss of every trial")
+    _save(f.fig, path)
+
+
+class _Layers:
+    """The layers figure, drawn once without its data; each cell then restores that background and draws only
+    its lines, legend and title over it (Agg blitting): the 2·depth panels' axes, ticks and labels never
+    change, since every neuron is scaled to [−1, 1]."""
+
+    def __init__(self, depth: int) -> None:
+        self.fig = Figure(figsize=(2.6 * depth, 5), dpi=110)
+        self.canvas = FigureCanvasAgg(self.fig)
+        margins = _margins(2.6 * depth, 5, left=0.8, top=0.75, hspace=0.3, wspace=0.12)
+        # every neuron is scaled to its own peak, so every panel spans [−1, 1]: one shared y axis, labelled once
+        axes = self.fig.subplots(2, depth, squeeze=False, sharex=True, sharey=True, gridspec_kw=margins)
+        self.lines = []  # per panel, a line per neuron
+        for row, stage in enumerate(("start", "trained")):
+            for k in range(depth):
+                ax = axes[row, k]
+                ax.axhline(0, color="k", lw=0.6)
+                labels = [f"neuron {i + 1}" for i in range(4)]
+                self.lines.append(ax.plot([0, 1], np.zeros((2, 4)), lw=0.9, label=labels, animated=True))
+                ax.set_title(f"{stage}: layer {k + 1}", fontsize=9)
+        axes[0, 0].set(xlim=(-0.05, 1.05), ylim=(-1.1, 1.1))
+        axes[0, 0].set_ylabel("pre-activation / its max")
+        self.legend = axes[0, 0].legend(fontsize=7)
+        self.title = self.fig.suptitle(" ")
+        for artist in (self.legend, self.title):
+            artist.set_animated(True)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+
+    def save(self, path: Path, title: str) -> None:
+        self.canvas.restore_region(self.background)
+        self.title.set_text(title)
+        for artist in [*(line for panel in self.lines for line in panel), self.legend, self.title]:
+            self.fig.draw_artist(artist)
+        image = Image.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        image.save(path, format="png", compress_level=1, dpi=(self.fig.dpi, self.fig.dpi))
 
 
 def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
-    import torch
-
     ranked = _ranked(trials)
     if not ranked:
         return
     t, depth = ranked["best"], settings_recorded(summary)["depth"]
-    x = torch.linspace(0, 1, 2001, dtype=torch.float64)
-    fig = Figure(figsize=(2.6 * depth, 5))
-    margins = _margins(2.6 * depth, 5, left=0.8, top=0.75, hspace=0.3, wspace=0.25)
-    axes = fig.subplots(2, depth, squeeze=False, sharex=True, gridspec_kw=margins)
-    for row, key in enumerate(("start", "final")):
-        layers = _network(weights[key][t : t + 1], depth)
-        with torch.no_grad():
-            h = x.expand(1, 1, -1)
-            for k, (w, b) in enumerate(layers[:-1]):
-                z = torch.baddbmm(b.unsqueeze(2), w, h)
-                ax = axes[row, k]
-                # each neuron scaled to its own peak: deep waves are tiny (c_k ~ 4^-k) beside the accumulator,
-                # and what matters is their shape and where they cross zero
-                scale = z[0].abs().amax(1, keepdim=True).clamp_min(1e-300)
-                ax.plot(x, (z[0] / scale).T, lw=0.9, label=[f"neuron {i + 1}" for i in range(z.shape[1])])
-                ax.axhline(0, color="k", lw=0.6)
-                ax.set_title(f"{'start' if row == 0 else 'trained'}: layer {k + 1}", fontsize=9)
-                h = torch.relu(z)
-    axes[0, 0].legend(fontsize=7)
-    axes[0, 0].set_ylabel("pre-activation / its max")
-    fig.suptitle(f"Pre-activations of the best trial ({trials.loc[t, 'trial']}), {_title(summary)}")
-    fig.savefig(path, dpi=110)
+    x = np.linspace(0, 1, 2001)
+    f = _REUSED.get(("layers", depth), lambda: _Layers(depth))
+    panels = iter(f.lines)
+    for key in ("start", "final"):
+        for z in _preactivations(_network(weights[key][t : t + 1], depth), x)[:-1]:
+            # each neuron scaled to its own peak: deep waves are tiny (c_k ~ 4^-k) beside the accumulator, and
+            # what matters is their shape and where they cross zero
+            scaled = z[0] / np.maximum(np.abs(z[0]).max(1, keepdims=True), 1e-300)
+            for line, row in zip(next(panels), scaled):
+                line.set_data(x, row)
+    f.save(path, f"Pre-activations of the best trial ({trials.loc[t, 'trial']}), {_title(summary)}")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """PNG at zlib's fastest level: a third less encoding time than PIL's default, files ~5% larger."""
+    fig.savefig(path, pil_kwargs={"compress_level": 1})
 
 
 def _switch(pieces: pd.DataFrame) -> int:

@@ -1,7 +1,9 @@
 """The two training stages of the paper (docs/method.md §4), on a batch of trials.
 
 - pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
-  them by `model.Reparam.layers` at every step, so gradients reach the peaks;
+  them by `model.Reparam.layers` at every step, so gradients reach the peaks: by autograd through the
+  encoding (torch's ops), or, with the fused kernel, by its layer gradients mapped back in closed form
+  (`model.Reparam.vjp`, run in numpy by `encode_np.Encoder`: no autograd graph at all);
 - raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
 
 The loss of trial t is its MSE on the training points, mean_n (f_t(x_n) − y_tn)², computed either by
@@ -15,6 +17,7 @@ import torch
 
 from compnet import kernel
 from compnet.batching import chunked
+from compnet.encode_np import Encoder
 from compnet.model import Layer, Reparam, Shapes, forward, layer_pairs, layer_tensors
 from compnet.optim import Fit, Report, Snapshot, adam
 
@@ -45,12 +48,23 @@ def pretrain(
     them every `keep_every` epochs)."""
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
-        f, sg = free[sl], sign[sl]
+        f, sg, ys = free[sl], sign[sl], y[sl]
+        start = reparam.start(peaks[sl])
+        if fused:  # the kernel's layer gradients mapped to [θ, s_1, s] in closed form, in numpy: no autograd
+            enc = Encoder(reparam, f, sg, peaks.shape[1] - 1, peaks.dtype)
+            step = kernel.bind(enc.layers, x, ys, enc.grads)  # the layers are rewritten in place
 
-        def loss(p: list[torch.Tensor]) -> torch.Tensor:
-            return batch_mse(reparam.layers(p, f, sg), x, y[sl], fused)
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                enc.encode(p)
+                out = step()
+                enc.vjp(p)
+                return out
+        else:
 
-        return adam(reparam.start(peaks[sl]), loss, epochs, lr, report=report, keep_every=keep_every)
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                return batch_mse(reparam.layers(p, f, sg), x, ys, fused=False)
+
+        return adam(start, loss, epochs, lr, report=report, keep_every=keep_every)
 
     return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
@@ -72,9 +86,13 @@ def train_raw(
     masks = None if groups is None else [_block_mask(o, i, g, flat.dtype) for (o, i), g in zip(shapes.dims, groups)]
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
+        steps: list = []  # the kernel bound to Adam's parameters and gradient buffers, which never move
+
         def loss(p: list[torch.Tensor]) -> torch.Tensor:
             if fused:  # no autograd: the kernel writes every gradient straight into Adam's buffer
-                return kernel.mlp_mse_into(layer_pairs(p), x, y[sl], [t.grad for t in p], groups)
+                if not steps:
+                    steps.append(kernel.bind(layer_pairs(p), x, y[sl], [t.grad for t in p], groups))
+                return steps[0]()
             layers = layer_pairs(p)
             if masks is not None:  # w · mask: the same network (off-block weights are 0), no gradient off it
                 layers = [(w * m.to(w.device), b) for (w, b), m in zip(layers, masks)]

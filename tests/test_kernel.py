@@ -109,6 +109,25 @@ def test_gradients_written_in_place_equal_autograd():
 
 
 @needs_kernel
+def test_bound_call_follows_its_tensors_in_place():
+    """kernel.bind: the same bits as mlp_mse_into, on tensors changed in place between calls; a fresh loss
+    tensor per call; layers it could only read through a copy are refused."""
+    layers, shapes = random_net(5, 4, 5, torch.float32)
+    x = train_grid(50)
+    y = get_target("x3")(x).expand(5, -1)
+    grads = [torch.empty(t.shape) for t in layer_tensors(layers)]
+    step = kernel.bind(layers, x, y, grads)
+    for _ in range(2):
+        want = [torch.empty(t.shape) for t in layer_tensors(layers)]
+        loss, again = step(), step()
+        assert loss is not again and torch.equal(loss, kernel.mlp_mse_into(layers, x, y, want))
+        assert all(torch.equal(g, w) for g, w in zip(grads, want))
+        layers[2][0].mul_(1.5)  # in place: the bound call sees it
+    with pytest.raises(ValueError, match="contiguous"):
+        kernel.bind([(w.transpose(1, 2).contiguous().transpose(1, 2), b) for w, b in layers], x, y, grads)
+
+
+@needs_kernel
 def test_float32_agrees_to_rounding():
     layers, _ = random_net(5, 4, 30, torch.float32)
     x = train_grid(500)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import compnet
-from compnet.model import closed_form, law_scales, triangle
+from compnet.model import closed_form, encode, encode_vjp, law_scales, law_scales_vjp, triangle
 
 f64 = torch.float64
 
@@ -176,3 +176,45 @@ def test_a_depth_k_network_is_its_next_scale_from_the_deep_one(k):
     assert gap[-(2**k) :].min().item() == pytest.approx(s[k].item(), rel=1e-12)  # at every peak of W_{k+1}
     assert gap[: -(2**k)].max() > s[k] * 0.99  # the grid comes close: the peaks were not a lucky choice
     assert (gap[-(2**k) :] - gap[: -(2**k)].max() >= -1e-15).all()
+
+
+def _autograd_vjp(fn, inputs, seed):
+    """autograd's vector-Jacobian product of fn(*inputs) (a list of (weight, bias) or one tensor) against
+    random cotangents: (the cotangents, the gradients of the inputs)."""
+    inputs = [t.detach().requires_grad_() for t in inputs]
+    out = fn(*inputs)
+    flat = [t for pair in out for t in pair] if isinstance(out, list) else [out]
+    g = torch.Generator().manual_seed(seed)
+    cot = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in flat]
+    grads = torch.autograd.grad(sum((t * c).sum() for t, c in zip(flat, cot)), inputs)
+    return cot, grads
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 12])
+@pytest.mark.parametrize("offset", [True, False])
+def test_encode_vjp_equals_autograd(d, offset):
+    """encode's backward in closed form equals autograd through encode (float64), for signed scales off the
+    manifold and both wave signs; relative to the gradient's size, since 1/c_{k−1} makes it large."""
+    T, g = 6, torch.Generator().manual_seed(d)
+    peaks = 0.05 + 0.9 * torch.rand(T, d + 1, generator=g, dtype=f64)
+    scales = law_scales(peaks) * torch.empty(T, d, dtype=f64).uniform_(0.5, 2.0, generator=g)
+    scales = scales * torch.where(torch.rand(T, d, generator=g) < 0.3, -1.0, 1.0).to(f64)
+    sign = torch.where(torch.rand(T, generator=g) < 0.5, -1.0, 1.0).to(f64)
+    cot, (d_peaks, d_scales) = _autograd_vjp(lambda a, s: encode(a, s, sign, offset), [peaks, scales], d)
+    h_peaks, h_scales = encode_vjp(peaks, scales, sign, offset, list(zip(cot[::2], cot[1::2])))
+    assert (h_peaks - d_peaks).abs().max() <= 1e-13 * d_peaks.abs().max()
+    assert (h_scales - d_scales).abs().max() <= 1e-13 * d_scales.abs().max()
+    assert torch.equal(h_peaks[:, d], torch.zeros(T, dtype=f64))  # a_{d+1} only enters the scales
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 12])
+def test_law_scales_vjp_equals_autograd(d):
+    T, g = 5, torch.Generator().manual_seed(10 + d)
+    peaks = 0.05 + 0.9 * torch.rand(T, d + 1, generator=g, dtype=f64)
+    s1 = torch.rand(T, generator=g, dtype=f64) - 0.5
+    (cot,), (d_peaks,) = _autograd_vjp(law_scales, [peaks], d)
+    h_peaks, none = law_scales_vjp(peaks, None, cot)
+    assert none is None and (h_peaks - d_peaks).abs().max() < 1e-14
+    (cot,), (d_peaks, d_s1) = _autograd_vjp(law_scales, [peaks, s1], d)
+    h_peaks, h_s1 = law_scales_vjp(peaks, s1, cot)
+    assert (h_peaks - d_peaks).abs().max() < 1e-14 and (h_s1 - d_s1).abs().max() < 1e-14

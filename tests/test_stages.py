@@ -3,11 +3,12 @@ nn.Sequential with its own torch.optim.Adam, and Adam through the closed form.""
 
 import math
 
+import pytest
 import torch
 
 from compnet.init import generators, random_weights
 from compnet.methods import PEAK_CLAMP
-from compnet.model import Reparam, Shapes, closed_form, law_scales
+from compnet.model import Reparam, Shapes, closed_form, law_scales, layer_tensors
 from compnet.pieces import trial_pieces
 from compnet.reference import free_pretrain_loop, pretrain_loop, raw_loop
 from compnet.stages import pretrain, train_raw
@@ -176,3 +177,89 @@ def test_snapshots_are_stitched_across_worker_slices(engine):
     pre = pretrain(Reparam(), peaks, free, sign, x, y, 7, 1e-2, workers=2, fused=fused, keep_every=3)
     assert [s.epoch for s in pre.snapshots] == [0, 3, 6, 7]
     assert all(torch.equal(a, b) for a, b in zip(pre.snapshots[-1].params, pre.params))
+
+
+@pytest.mark.parametrize("peaks_by", ["clamp", "sigmoid"])
+@pytest.mark.parametrize("s1", ["trainable", "tied"])
+@pytest.mark.parametrize("offset", [True, False])
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_reparam_vjp_equals_autograd(peaks_by, s1, offset, d):
+    """The fused pretraining's gradients: Reparam.vjp maps the layers' gradients to [θ, s_1, s] as autograd
+    through Reparam.layers does (float64), for every setting, with law and free trials side by side, clamped
+    peaks on and past the clamp's edges, and scales that changed sign."""
+    T, g = 8, torch.Generator().manual_seed(d)
+    reparam = Reparam(peaks=peaks_by, s1=s1, offset=offset)
+    params = reparam.start(_peaks(T, d + 1, d, 0.1, 0.9))
+    params[1] = params[1] * (0.5 + torch.rand(T, generator=g, dtype=f64))
+    params[2] = params[2] * torch.where(torch.rand(T, d, generator=g) < 0.3, -1.0, 1.0).to(f64)
+    if peaks_by == "clamp":  # θ past both edges and exactly on them (the gradient passes on the edges)
+        params[0][0, 0], params[0][1, 0], params[0][2, -1], params[0][3, 0] = 0.005, 0.995, PEAK_CLAMP[1], 0.01
+    free = torch.arange(T) % 2 == 1
+    sign = torch.where(torch.arange(T) % 3 == 0, 1.0, -1.0).to(f64)
+    leaves = [p.clone().requires_grad_() for p in params]
+    layers = reparam.layers(leaves, free, sign)
+    cot = [torch.randn(t.shape, generator=g, dtype=f64) for t in layer_tensors(layers)]
+    total = sum((t * c).sum() for t, c in zip(layer_tensors(layers), cot))
+    expect = torch.autograd.grad(total, leaves, allow_unused=True)
+    got = reparam.vjp(params, free, sign, list(zip(cot[::2], cot[1::2])))
+    for e, h, name in zip(expect, got, ["theta", "s1", "s"]):
+        e = torch.zeros_like(h) if e is None else e
+        assert (h - e).abs().max() <= 1e-13 * max(e.abs().max(), 1.0), name
+    if s1 == "tied":
+        assert torch.equal(got[1], torch.zeros(T, dtype=f64))
+    assert torch.equal(got[1][free], torch.zeros(int(free.sum()), dtype=f64))  # a free trial's s_1 is unused
+    assert torch.equal(got[2][~free], torch.zeros(int((~free).sum()), d, dtype=f64))
+
+
+@pytest.mark.parametrize(
+    "reparam", [Reparam(), Reparam("sigmoid", "tied", False)], ids=["default", "sigmoid-tied-plain"]
+)
+def test_fused_pretraining_equals_autograd_pretraining(reparam):
+    """Fused pretraining (kernel gradients through Reparam.vjp, no autograd) follows the torch engine's
+    trajectory (autograd through the encoding) to rounding, law and free trials together, in float64."""
+    T, d = 6, 5
+    x = train_grid(64, f64)
+    y = get_target("x11")(x).expand(T, -1)
+    peaks = _peaks(T, d + 1, 9)
+    sign, free = torch.full((T,), -1.0, dtype=f64), torch.arange(T) % 2 == 0
+    runs = [pretrain(reparam, peaks, free, sign, x, y, 100, 1e-3, fused=f) for f in (False, True)]
+    for a, b in zip(runs[0].params, runs[1].params):
+        assert (a - b).abs().max() < 1e-10
+    assert (runs[0].history - runs[1].history).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("peaks_by", ["clamp", "sigmoid"])
+@pytest.mark.parametrize("s1", ["trainable", "tied"])
+@pytest.mark.parametrize("offset", [True, False])
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_numpy_encoder_equals_reparam(peaks_by, s1, offset, d):
+    """encode_np.Encoder, the fused pretraining step's encoding and backward in numpy, against Reparam.layers
+    and Reparam.vjp (torch): the same layers (bit for bit with clamped peaks, in float32 too) and gradients."""
+    from compnet.encode_np import Encoder
+
+    T, g = 8, torch.Generator().manual_seed(d)
+    reparam = Reparam(peaks=peaks_by, s1=s1, offset=offset)
+    free = torch.arange(T) % 2 == 1
+    sign = torch.where(torch.arange(T) % 3 == 0, 1.0, -1.0).to(f64)
+    for dtype in (f64, torch.float32):
+        params = reparam.start(_peaks(T, d + 1, d, 0.1, 0.9).to(dtype))
+        params[1] = params[1] * (0.5 + torch.rand(T, generator=g, dtype=f64)).to(dtype)
+        params[2] = params[2] * torch.where(torch.rand(T, d, generator=g) < 0.3, -1.0, 1.0).to(dtype)
+        if peaks_by == "clamp":
+            params[0][0, 0], params[0][1, 0], params[0][3, 0] = 0.005, 0.995, 0.01
+        for p in params:
+            p.grad = torch.empty_like(p)
+        enc = Encoder(reparam, free, sign.to(dtype), d, dtype)
+        layers, expect = enc.encode(params), reparam.layers(params, free, sign.to(dtype))
+        for got, want in zip(layer_tensors(layers), layer_tensors(expect)):
+            if peaks_by == "clamp":
+                assert torch.equal(got, want)
+            else:
+                assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+        for buf in enc.grads:
+            buf.copy_(torch.randn(buf.shape, generator=g, dtype=f64))
+        want = reparam.vjp(params, free, sign.to(dtype), list(zip(enc.grads[::2], enc.grads[1::2])))
+        enc.vjp(params)
+        tol = 1e-13 if dtype == f64 else 1e-5
+        for p, w in zip(params, want):
+            assert (p.grad - w).abs().max() <= tol * max(w.abs().max(), 1.0)
