@@ -71,7 +71,10 @@ def readings_table(root, extra: list[str]) -> str:
             ranked = sorted(results, key=lambda r: results[r][f"{stat}_mse"])
             best, second = ranked[0], ranked[1]
             ratio = results[second][f"{stat}_mse"] / results[best][f"{stat}_mse"]
-            verdicts.append(f"- {target}, {stat}: **{best}** wins, {ratio:.2g}× below {second}.")
+            if ratio < 1.1:  # within rounding of the spread over seeds: not a win
+                verdicts.append(f"- {target}, {stat}: **{best}** and {second} tie ({ratio:.2f}×).")
+            else:
+                verdicts.append(f"- {target}, {stat}: **{best}** wins, {ratio:.2g}× below {second}.")
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n\n" + "\n".join(verdicts)
 
 
