@@ -1,7 +1,7 @@
 """Benchmark: compnet's batched engine against the plain per-trial loop, side by side in one run.
 
     make bench            # or: python scripts/bench.py [--trials 30] [--epochs 1000] [--skip-loop] [--skip-tables]
-                          #     [--skip-scaling] [--more] [--loop-trials 5] [--before DIR]
+                          #     [--skip-scaling] [--skip-blocks] [--more] [--loop-trials 5] [--before DIR]
 
 1. 30 trials, raw stage, 1000 epochs: the plain loop a researcher writes without compnet (per trial a fresh
    nn.Sequential, 1-4-4-4-4-4-1, PyTorch default init, and its own Adam; `compnet.reference.raw_loop`; it
@@ -14,7 +14,9 @@
 3. scaling: µs per network-step of both stages (fused kernel, pretraining through `Reparam.vjp` and the raw
    stage) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
    a fresh process, with that process's peak resident memory (wait4's ru_maxrss of that process alone, started
-   from a small launcher: Python, torch and every tensor of both stages).
+   from a small launcher: Python, torch and every tensor of both stages);
+4. networks of blocks (scripts/bench_blocks.py): both stages of x³ − x (split) and r³ (composed), 30 trials,
+   ns per hidden neuron, point and step beside the 1-D network of Tables 1–2 (the bar: ≤ 2×).
 Prints wall times, ratios, peak memory and the arithmetic floor: the FLOPs of the forward and backward passes
 over this machine's measured float32 matrix-multiply rate (torch's GEMM on every core).
 """
@@ -182,6 +184,7 @@ def main() -> None:
     p.add_argument("--skip-loop", action="store_true", help="no loop-vs-engine comparison (1)")
     p.add_argument("--skip-tables", action="store_true", help="no Tables 1+2 (2)")
     p.add_argument("--skip-scaling", action="store_true", help="no scaling table (3)")
+    p.add_argument("--skip-blocks", action="store_true", help="no networks of blocks (4)")
     p.add_argument("--more", action="store_true", help="Tables 1+2 also on one worker and with torch's ops")
     p.add_argument("--loop-trials", type=int, default=5, help="trials the plain loop is timed on (default 5)")
     p.add_argument("--before", metavar="DIR", help="Tables 1+2 also with the compnet package in DIR (before)")
@@ -253,6 +256,11 @@ def main() -> None:
 
     if not args.skip_scaling:
         scaling(rate)
+
+    if not args.skip_blocks:
+        from bench_blocks import blocks_table
+
+        print(f"\n(4) {blocks_table(args.trials, epochs=200)}")
 
 
 if __name__ == "__main__":
