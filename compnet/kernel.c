@@ -103,12 +103,15 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
     }
 }
 
-/* compnet's shapes (1→4, 4→4, 4→1: a block's) get fully unrolled copies; any other shape runs the general loops */
-#define BY_SHAPE(f, no, ni, ...)                                                                                  \
-    ((no) == 4 && (ni) == 4   ? f(4, 4, __VA_ARGS__)                                                              \
-     : (no) == 4 && (ni) == 1 ? f(4, 1, __VA_ARGS__)                                                              \
-     : (no) == 1 && (ni) == 4 ? f(1, 4, __VA_ARGS__)                                                              \
-                              : f(no, ni, __VA_ARGS__))
+/* compnet's shapes (1→4, 4→4, 4→1: a block's, also a 4×4 block of an 8-wide layer) get fully unrolled copies with
+   constant row strides (a runtime stride alone doubled a step's time); any other shape runs the general loops */
+#define BY_SHAPE(f, no, ni, ld, ...)                                                                              \
+    ((no) == 4 && (ni) == 4 && (ld) == 4   ? f(4, 4, 4, __VA_ARGS__)                                              \
+     : (no) == 4 && (ni) == 4 && (ld) == 8 ? f(4, 4, 8, __VA_ARGS__)                                              \
+     : (no) == 4 && (ni) == 4              ? f(4, 4, ld, __VA_ARGS__)                                             \
+     : (no) == 4 && (ni) == 1 && (ld) == 1 ? f(4, 1, 1, __VA_ARGS__)                                              \
+     : (no) == 1 && (ni) == 4 && (ld) == 4 ? f(1, 4, 4, __VA_ARGS__)                                              \
+                                           : f(no, ni, ld, __VA_ARGS__))
 
 
 /* The sum of one gradient entry's lanes, in the block's order: lane v of part q is the block's lane
@@ -152,6 +155,11 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
     }
     for (int64_t q = 0; q < PARTS; q++)
         for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - PARTS + q) * VLANES + v < N ? -1 : 0;
+    /* each layer's diagonal blocks and their shape, once: two integer divisions per layer and point vector
+       were half of a step's time */
+    int64_t G[L], NO[L], NI[L];
+    for (int64_t l = 0; l < L; l++)
+        G[l] = groups ? groups[l] : 1, NO[l] = dims[l + 1] / G[l], NI[l] = dims[l] / G[l];
     for (int64_t t = 0; t < T; t++) {
         vec sse[PARTS];
         for (int q = 0; q < PARTS; q++) sse[q] = (vec){0};
@@ -159,13 +167,20 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
         memset(acc, 0, VBYTES * (size_t)(PARTS * na));
         for (int64_t k = 0; k < nv; k++) {
             int64_t q = k % PARTS;
-            for (int64_t c = 0; c < n; c++) h[c] = xs[c * nv + k];
+            if (n == 1) /* the paper's networks: one input, as before inputs of several dimensions */
+                h[0] = xs[k];
+            else
+                for (int64_t c = 0; c < n; c++) h[c] = xs[c * nv + k];
             for (int64_t l = 0; l < L; l++) {
-                int64_t g = groups ? groups[l] : 1, no = dims[l + 1] / g, ni = dims[l] / g;
-                for (int64_t j = 0; j < g; j++)
-                    BY_SHAPE(VEC(forward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
-                             b[l] + t * b_stride[l] + j * no, h + l * width + j * ni, h + (l + 1) * width + j * no,
-                             l < L - 1);
+                int64_t g = G[l], no = NO[l], ni = NI[l];
+                if (g == 1) /* a dense layer: the call without block offsets (they cost the compiler its unrolling) */
+                    BY_SHAPE(VEC(forward), no, ni, ni, w[l] + t * w_stride[l], b[l] + t * b_stride[l], h + l * width,
+                             h + (l + 1) * width, l < L - 1);
+                else
+                    for (int64_t j = 0; j < g; j++)
+                        BY_SHAPE(VEC(forward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                                 b[l] + t * b_stride[l] + j * no, h + l * width + j * ni,
+                                 h + (l + 1) * width + j * no, l < L - 1);
             }
             vec r = h[L * width] - ys[k];
             if (k >= nv - PARTS) r = (vec)((mask)r & valid[k - (nv - PARTS)]); /* padding lanes of the last block */
@@ -175,11 +190,15 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
             delta[0] = r * ((real)2 / (real)N);
             for (int64_t l = L - 1; l >= 0; l--) {
                 aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
-                int64_t g = groups ? groups[l] : 1, no = dims[l + 1] / g, ni = dims[l] / g;
-                for (int64_t j = 0; j < g; j++)
-                    BY_SHAPE(VEC(backward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
-                             h + l * width + j * ni, delta + j * no, aw + j * (no * dims[l] + ni), ab + j * no,
-                             l ? prev + j * ni : NULL);
+                int64_t g = G[l], no = NO[l], ni = NI[l];
+                if (g == 1)
+                    BY_SHAPE(VEC(backward), no, ni, ni, w[l] + t * w_stride[l], h + l * width, delta, aw, ab,
+                             l ? prev : NULL);
+                else
+                    for (int64_t j = 0; j < g; j++)
+                        BY_SHAPE(VEC(backward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                                 h + l * width + j * ni, delta + j * no, aw + j * (no * dims[l] + ni), ab + j * no,
+                                 l ? prev + j * ni : NULL);
                 vec *swap = delta;
                 delta = prev, prev = swap;
             }

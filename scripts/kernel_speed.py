@@ -1,5 +1,5 @@
-"""Time the fused kernel per network step, side by side with an earlier kernel.c (default: before the
-fixed lanes and -ffp-contract=off), all builds in one process, repeats interleaved.
+"""Time the fused kernel per network step, side by side with an earlier kernel.c (default: cefb774, before
+inputs of several dimensions and block-diagonal layers), all builds in one process, repeats interleaved.
 
     make bench-kernel     # or: python scripts/kernel_speed.py [--before REV] [--trials 300] [--repeats 15]
 
@@ -24,24 +24,36 @@ from compnet.init import generators, random_weights
 from compnet.model import Shapes, layer_tensors
 from compnet.targets import get_target, train_grid
 
-OLD_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11"]  # kernel.py's before the fixed lanes
-OLD_GENERIC = ["-march=x86-64" if f == "-march=native" else f for f in OLD_FLAGS]
 GENERIC = ["-march=x86-64" if f == "-march=native" else f for f in kernel.FLAGS]
+
+
+class _WithoutGroups:
+    """A kernel.c from before block-diagonal layers: its functions take no `groups` (argument 4), so the
+    current caller's argument is dropped on the way in."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self._lib = lib
+
+    def __getattr__(self, name: str):
+        fn = getattr(self._lib, name)
+        return (lambda *a: fn(*a[:4], *a[5:])) if name in kernel._FN.values() else fn
 
 
 def build(source: Path, flags: list[str], out: Path) -> kernel._Built:
     subprocess.run(["cc", *flags, "-o", str(out), str(source)], check=True)
     lib = ctypes.CDLL(str(out))
+    grouped = "groups" in source.read_text()
     for name in kernel._FN.values():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        fn.argtypes = getattr(kernel.library(), name).argtypes
-    return kernel._Built(lib, ["cc"], "", flags, out)
+        types = getattr(kernel.library(), name).argtypes
+        fn.argtypes = types if grouped else types[:4] + types[5:]
+    return kernel._Built(lib if grouped else _WithoutGroups(lib), ["cc"], "", flags, out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default="f2dc1c9", help="git revision of the earlier kernel.c")
+    ap.add_argument("--before", default="cefb774", help="git revision of the earlier kernel.c")
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--calls", type=int, default=40, help="steps timed per repeat")
@@ -55,10 +67,9 @@ def main() -> None:
     git = subprocess.run(["git", "show", f"{args.before}:compnet/kernel.c"], capture_output=True, text=True, check=True)
     old_src.write_text(git.stdout)
     builds = {
-        f"before ({args.before}, {' '.join(OLD_FLAGS[:2])})": build(old_src, OLD_FLAGS, tmp / "before.so"),
-        "before + -ffp-contract=off": build(old_src, [*OLD_FLAGS, "-ffp-contract=off"], tmp / "before_nofma.so"),
-        "before, generic x86-64 build (SSE2)": build(old_src, OLD_GENERIC, tmp / "before_generic.so"),
-        "now (fixed lanes, -ffp-contract=off)": build(kernel.SOURCE, kernel.FLAGS, tmp / "now.so"),
+        f"before ({args.before}, {' '.join(kernel.FLAGS[:3])})": build(old_src, kernel.FLAGS, tmp / "before.so"),
+        "before, generic x86-64 build (SSE2)": build(old_src, GENERIC, tmp / "before_generic.so"),
+        "now (inputs of several dimensions, block-diagonal layers)": build(kernel.SOURCE, kernel.FLAGS, tmp / "now.so"),
         "now, generic x86-64 build (SSE2)": build(kernel.SOURCE, GENERIC, tmp / "generic.so"),
     }
 
