@@ -28,6 +28,7 @@ import torch
 
 from compnet import kernel
 from compnet.batching import Stopwatch, chunked, workers_default
+from compnet.encode_np import SumEncoder
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
 from compnet.methods import PEAK_INITS, Cell
 from compnet.model import Shapes, forward, law_scales
@@ -102,24 +103,48 @@ def _peaks(gens: list[torch.Generator], d: Design, cfg: Any, dtype: torch.dtype)
 
 def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr: float, workers: int, fused: bool):
     """Adam on every block's (θ, s_1, s) through the block network (`stages.pretrain` for blocks); returns the
-    Fit with params [θ [T, K, d+1], s_1 [T, K], s [T, K, d]]."""
+    Fit with params [θ [T, K, d+1], s_1 [T, K], s [T, K, d]]. On the fused engine a sum reading's step has no
+    autograd: `encode_np.SumEncoder` writes the layers and maps the kernel's gradients back (the composition's
+    joint layer is left to autograd)."""
     K, d1 = peaks.shape[1], peaks.shape[2]
     groups = d.groups(d1 - 1)
 
-    def build(p: list[torch.Tensor], f: torch.Tensor, ys: torch.Tensor):
+    def values(p: list[torch.Tensor], f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Peaks [T, K, d+1] and scales [T, K, d] of the parameters (differentiable)."""
         theta, s1, s = p
         a = reparam.peak_values(theta)
         T = a.shape[0]
         scales = reparam.scales(a.reshape(T * K, d1), s1.reshape(-1), s.reshape(T * K, -1), f.repeat_interleave(K))
-        scales = scales.view(T, K, d1 - 1)
-        return d.layers(a, scales, d.readouts(x, ys, a.detach(), scales.detach()))
+        return a, scales.view(T, K, d1 - 1)
+
+    def readouts(p: list[torch.Tensor], f: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """The read-out of the current blocks: fixed, or least squares (the loss is minimal in it, so no gradient
+        flows through it)."""
+        if d.readout is not None:
+            return d.readout.expand(len(ys), -1)
+        with torch.no_grad():
+            return d.readouts(x, ys, *values(p, f))
+
+    def build(p: list[torch.Tensor], f: torch.Tensor, ys: torch.Tensor):
+        return d.layers(*values(p, f), readouts(p, f, ys))
 
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, ys = free[sl], y[sl]
 
-        def loss(p: list[torch.Tensor]) -> torch.Tensor:
-            layers = build(p, f, ys)
-            return kernel.mlp_mse(layers, x, ys, groups) if fused else batch_mse(layers, x, ys, fused=False)
+        if fused and d.reading != "composed" and x.device.type == "cpu":  # numpy, no autograd (encode_np)
+            enc = SumEncoder(reparam, f, d.sign, d1 - 1, d.proj, d.shift, d.margin)
+            step = kernel.bind(enc.layers, x, ys, enc.grads, groups)  # the layers are rewritten in place
+
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                enc.encode(p, readouts(p, f, ys).numpy())
+                out = step()
+                enc.vjp(p)
+                return out
+        else:
+
+            def loss(p: list[torch.Tensor]) -> torch.Tensor:
+                layers = build(p, f, ys)
+                return kernel.mlp_mse(layers, x, ys, groups) if fused else batch_mse(layers, x, ys, fused=False)
 
         s = law_scales(peaks[sl])
         return adam([reparam.theta(peaks[sl]), s[..., 0].clone(), s], loss, epochs, lr, report=report)

@@ -146,3 +146,17 @@ def test_a_users_target_that_needs_blocks_trains_as_the_builtin_one(fn, dim, bui
     theirs = compnet.train(f"target={builtin}", f"blocks.reading={reading}", *common)
     assert mine.summaries[0]["network"]["reading"] == reading
     assert mine.trials.mse.tolist() == theirs.trials.mse.tolist()
+
+
+@pytest.mark.parametrize("reading", ["split", "ridge"])
+def test_pretraining_without_autograd_equals_autograd(compose, reading):
+    """The fused engine pretrains a sum of blocks in numpy (encode_np.SumEncoder: the layers written in place,
+    the kernel's gradients taken back through the assembly by hand; least-squares read-out every step for
+    ridge); torch's ops differentiate the same network by autograd: the same pretraining in float64, to
+    rounding. (Not the raw stage after it: ridge inputs reach exactly 0 at the domain's ends, where the two
+    engines may take either side of a ReLU.)"""
+    args = ("target=x3_minus_x", "init=manifold", f"blocks.reading={reading}", "blocks.ridge_blocks=3", *SMALL)
+    (fused,), _ = run(compose(*args, "engine=fused"))
+    (ops,), _ = run(compose(*args, "engine=torch"))
+    assert (fused.pretrained - ops.pretrained).abs().max() < 1e-9
+    assert torch.allclose(fused.loss_pretrain, ops.loss_pretrain, rtol=1e-9, atol=0)
