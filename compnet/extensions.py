@@ -38,13 +38,24 @@ from compnet.readings import Design, design
 from compnet.stages import batch_mse, train_raw
 from compnet.targets import USER_TARGETS, Target, domain_grid, get_target
 
-# the 2-D lines along which pieces are counted, as (start, end) on [−1, 1]²: both axes, both diagonals
+# the 2-D lines along which pieces are counted, as (start, end) on [−1, 1]², mapped onto the target's domain
+# (`lines_of`): both axes through the centre, both diagonals
 LINES = {
     "x-axis": ((-1.0, 0.0), (1.0, 0.0)),
     "y-axis": ((0.0, -1.0), (0.0, 1.0)),
     "diagonal": ((-1.0, -1.0), (1.0, 1.0)),
     "antidiagonal": ((-1.0, 1.0), (1.0, -1.0)),
 }
+
+
+def lines_of(target: Target) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """LINES on the target's square domain [lo, hi]² (a user's 2-D target need not live on [−1, 1]²)."""
+    lo, hi = target.domain
+
+    def at(point: tuple[float, float]) -> tuple[float, ...]:
+        return tuple(lo + (hi - lo) * (v + 1) / 2 for v in point)
+
+    return {name: (at(a), at(b)) for name, (a, b) in LINES.items()}
 
 
 def grid_of(target: Target, cfg: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -167,7 +178,7 @@ def pieces_of(target: Target, shapes: Shapes, flat: torch.Tensor) -> tuple[list[
     """(pieces, wasted neurons) per trial: on the domain (1-D) or along the x-axis (2-D; wasted not counted)."""
     if target.dim == 1:
         return trial_pieces(shapes, flat, *target.domain)
-    counts = line_pieces(shapes, flat, *LINES["x-axis"])
+    counts = line_pieces(shapes, flat, *lines_of(target)["x-axis"])
     return counts, [-1] * len(counts)
 
 
@@ -180,7 +191,8 @@ def _pieces(target: Target, shapes: Shapes, stages: dict[str, torch.Tensor | Non
     pieces["final"], wasted = ([-1 if dv else v for v, dv in zip(vs, gone)] for vs in (counts, wasted))
     lines = {}
     if target.dim == 2:
-        lines = {k: {n: line_pieces(shapes, w, *ends) for n, ends in LINES.items()} for k, w in weights.items()}
+        ends = lines_of(target)
+        lines = {k: {n: line_pieces(shapes, w, *ends[n]) for n in ends} for k, w in weights.items()}
         lines["final"] = {n: [-1 if dv else v for v, dv in zip(vs, gone)] for n, vs in lines["final"].items()}
     return pieces, wasted, lines
 

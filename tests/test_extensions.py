@@ -160,3 +160,14 @@ def test_pretraining_without_autograd_equals_autograd(compose, reading):
     (ops,), _ = run(compose(*args, "engine=torch"))
     assert (fused.pretrained - ops.pretrained).abs().max() < 1e-9
     assert torch.allclose(fused.loss_pretrain, ops.loss_pretrain, rtol=1e-9, atol=0)
+
+
+def test_lines_follow_a_users_domain():
+    """The four lines run through the target's own square domain: on [0, 2]² the x-axis line is y = 1."""
+    from compnet.extensions import lines_of
+    from compnet.targets import Target
+
+    t = Target("box", "box", 0.0, lambda u, v: u * v, dim=2, domain=(0.0, 2.0))
+    assert lines_of(t)["x-axis"] == ((0.0, 1.0), (2.0, 1.0))
+    assert lines_of(t)["antidiagonal"] == ((0.0, 2.0), (2.0, 0.0))
+    assert lines_of(get_target("r3"))["diagonal"] == ((-1.0, -1.0), (1.0, 1.0))
