@@ -47,6 +47,9 @@
 #define VBYTES 16
 #endif
 #define PARTS (BLOCK / VBYTES)
+#ifndef STREAMS
+#define STREAMS 2 /* vectors of points in flight together: 3 and 4 measured no faster */
+#endif
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
@@ -70,37 +73,46 @@
 typedef real VEC(vec) __attribute__((vector_size(VBYTES)));
 typedef IREAL VEC(mask) __attribute__((vector_size(VBYTES)));
 
-/* One layer (or one diagonal block of a block-diagonal layer: W's rows are `ld` apart) on one vector of points:
-   out = W in + B, then relu (NaN kept, as torch.relu keeps it, so that a diverging
-   trial is still seen as diverged). Always inlined, so that the calls below with constant shapes unroll. */
-static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, int64_t ld, const real *W,
-                                                              const real *B, const VEC(vec) *in, VEC(vec) *out,
+/* One layer (or one diagonal block of a block-diagonal layer: W's rows are `ld` apart) on S vectors of points
+(streams: stream s's activations lie s·hs vectors after stream 0's): out = W in + B, then relu (NaN kept, as
+torch.relu keeps it, so that a diverging trial is still seen as diverged). Always inlined, so that the calls
+below with constant shapes unroll. Each stream is computed as it would be alone; the streams only give the CPU
+independent chains to overlap (one vector's chain through the layers is latency-bound). */
+static inline __attribute__((always_inline)) void VEC(forward)(int64_t no, int64_t ni, int64_t ld, int S, int64_t hs,
+                                                              const real *restrict W, const real *restrict B,
+                                                              const VEC(vec) *restrict in, VEC(vec) *restrict out,
                                                               int relu)
 {
-    for (int64_t o = 0; o < no; o++) {
-        VEC(vec) z = B[o] + (VEC(vec)){0};
-        for (int64_t i = 0; i < ni; i++) z += W[o * ld + i] * in[i];
-        out[o] = relu ? (VEC(vec))(~(z < 0) & (VEC(mask))z) : z;
-    }
+    for (int64_t o = 0; o < no; o++)
+        for (int s = 0; s < S; s++) {
+            VEC(vec) z = B[o] + (VEC(vec)){0};
+            for (int64_t i = 0; i < ni; i++) z += W[o * ld + i] * in[s * hs + i];
+            out[s * hs + o] = relu ? (VEC(vec))(~(z < 0) & (VEC(mask))z) : z;
+        }
 }
 
-/* The same layer backwards: per-lane gradient sums aw += δ inᵀ, ab += δ, and (unless it is the first layer)
+/* The same layer backwards, on S streams (deltas ds apart; stream s adds into the per-lane sums as apart, 0
+   when the streams share them, in stream order): aw += δ inᵀ, ab += δ, and (unless it is the first layer)
    prev = [!(in <= 0)] ⊙ Wᵀ δ, the gradient at the previous layer's pre-activation, masked by the ReLU's
    output as torch's threshold_backward masks it (a NaN output passes the gradient there too). */
-static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, int64_t ld, const real *W,
-                                                               const VEC(vec) *in, const VEC(vec) *delta,
-                                                               VEC(vec) *aw, VEC(vec) *ab, VEC(vec) *prev)
+static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int64_t ni, int64_t ld, int S, int64_t hs,
+                                                               int64_t ds, int64_t as, const real *restrict W,
+                                                               const VEC(vec) *restrict in,
+                                                               const VEC(vec) *restrict delta, VEC(vec) *restrict aw,
+                                                               VEC(vec) *restrict ab, VEC(vec) *restrict prev)
 {
     for (int64_t o = 0; o < no; o++) {
-        ab[o] += delta[o];
-        for (int64_t i = 0; i < ni; i++) aw[o * ld + i] += delta[o] * in[i];
+        for (int s = 0; s < S; s++) ab[(s % PARTS) * as + o] += delta[s * ds + o];
+        for (int64_t i = 0; i < ni; i++)
+            for (int s = 0; s < S; s++) aw[(s % PARTS) * as + o * ld + i] += delta[s * ds + o] * in[s * hs + i];
     }
     if (!prev) return;
-    for (int64_t i = 0; i < ni; i++) {
-        VEC(vec) g = {0};
-        for (int64_t o = 0; o < no; o++) g += W[o * ld + i] * delta[o];
-        prev[i] = (VEC(vec))(~(in[i] <= 0) & (VEC(mask))g);
-    }
+    for (int64_t i = 0; i < ni; i++)
+        for (int s = 0; s < S; s++) {
+            VEC(vec) g = {0};
+            for (int64_t o = 0; o < no; o++) g += W[o * ld + i] * delta[s * ds + o];
+            prev[s * ds + i] = (VEC(vec))(~(in[s * hs + i] <= 0) & (VEC(mask))g);
+        }
 }
 
 /* compnet's shapes (1→4, 4→4, 4→1: a block's, also a 4×4 block of an 8-wide layer) get fully unrolled copies with
@@ -124,56 +136,76 @@ static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
     return sum;
 }
 
-/* One trial's pass over the points (forward, MSE, and with `grad` the backward into per-lane sums). Always
-   inlined, and called with `plain` a constant: 1 for dense layers on one input (the paper's networks), whose
-   copy then compiles to the loop before block-diagonal layers and n-D inputs existed (a step 1.16× slower
-   otherwise), 0 for anything else. */
+/* S vectors of points, k … k+S−1, through one trial (forward, MSE, and with `grad` the backward into the
+   per-lane sums): each vector as it would be alone, its sums added in the vectors' order. Always inlined, and
+   called with `plain` and S constants: `plain` = 1 for dense layers on one input (the paper's networks), whose
+   copy then compiles without block offsets (a step 1.16× slower otherwise). Vector k's part of a block is
+   k % PARTS: S is 1 or a multiple of PARTS with k a multiple of S. */
+static inline __attribute__((always_inline)) void VEC(vectors)(
+    const int plain, const int S, int64_t k, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L,
+    const int64_t *dims, const int64_t *G, const int64_t *NO, const int64_t *NI, int64_t width, const real *const *w,
+    const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys,
+    const VEC(mask) *valid, VEC(vec) *h, VEC(vec) *d, VEC(vec) *acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
+{
+    typedef VEC(vec) vec;
+    typedef VEC(mask) mask;
+    const int64_t hs = (L + 1) * width, ds = 2 * width, as = na; /* strides: streams, and parts */
+    for (int s = 0; s < S; s++) {
+        if (plain || n == 1)
+            h[s * hs] = xs[k + s];
+        else
+            for (int64_t c = 0; c < n; c++) h[s * hs + c] = xs[c * nv + k + s];
+    }
+    for (int64_t l = 0; l < L; l++) {
+        int64_t g = G[l], no = NO[l], ni = NI[l];
+        if (plain || g == 1) /* a dense layer: the call without block offsets (they cost the unrolling) */
+            BY_SHAPE(VEC(forward), dims[l + 1], dims[l], dims[l], S, hs, w[l] + t * w_stride[l], b[l] + t * b_stride[l],
+                     h + l * width, h + (l + 1) * width, l < L - 1);
+        else
+            for (int64_t j = 0; j < g; j++)
+                BY_SHAPE(VEC(forward), no, ni, dims[l], S, hs, w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                         b[l] + t * b_stride[l] + j * no, h + l * width + j * ni, h + (l + 1) * width + j * no,
+                         l < L - 1);
+    }
+    int64_t q = k % PARTS;
+    for (int s = 0; s < S; s++) {
+        vec r = h[s * hs + L * width] - ys[k + s];
+        if (k + s >= nv - PARTS) r = (vec)((mask)r & valid[k + s - (nv - PARTS)]); /* padding lanes, last block */
+        sse[(q + s) % PARTS] += r * r;
+        d[s * ds] = r * ((real)2 / (real)N);
+    }
+    if (!grad) return;
+    vec *delta = d, *prev = d + width, *aw = acc + q * na + nw, *ab = acc + q * na + na;
+    for (int64_t l = L - 1; l >= 0; l--) {
+        aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
+        int64_t g = G[l], no = NO[l], ni = NI[l];
+        if (plain || g == 1)
+            BY_SHAPE(VEC(backward), dims[l + 1], dims[l], dims[l], S, hs, ds, as, w[l] + t * w_stride[l], h + l * width,
+                     delta, aw, ab, l ? prev : NULL);
+        else
+            for (int64_t j = 0; j < g; j++)
+                BY_SHAPE(VEC(backward), no, ni, dims[l], S, hs, ds, as, w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
+                         h + l * width + j * ni, delta + j * no, aw + j * (no * dims[l] + ni), ab + j * no,
+                         l ? prev + j * ni : NULL);
+        vec *swap = delta;
+        delta = prev, prev = swap;
+    }
+}
+
+/* One trial's pass over the points: STREAMS vectors at a time, then the rest one by one. */
 static inline __attribute__((always_inline)) void VEC(points)(
     const int plain, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L, const int64_t *dims, const int64_t *G,
     const int64_t *NO, const int64_t *NI, int64_t width, const real *const *w, const int64_t *w_stride,
     const real *const *b, const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys, const VEC(mask) *valid,
     VEC(vec) *h, VEC(vec) *d, VEC(vec) *acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
 {
-    typedef VEC(vec) vec;
-    typedef VEC(mask) mask;
-    for (int64_t k = 0; k < nv; k++) {
-        int64_t q = k % PARTS;
-        if (plain || n == 1)
-            h[0] = xs[k];
-        else
-            for (int64_t c = 0; c < n; c++) h[c] = xs[c * nv + k];
-        for (int64_t l = 0; l < L; l++) {
-            int64_t g = G[l], no = NO[l], ni = NI[l];
-            if (plain || g == 1) /* a dense layer: the call without block offsets (they cost the unrolling) */
-                BY_SHAPE(VEC(forward), dims[l + 1], dims[l], dims[l], w[l] + t * w_stride[l], b[l] + t * b_stride[l],
-                         h + l * width, h + (l + 1) * width, l < L - 1);
-            else
-                for (int64_t j = 0; j < g; j++)
-                    BY_SHAPE(VEC(forward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
-                             b[l] + t * b_stride[l] + j * no, h + l * width + j * ni,
-                             h + (l + 1) * width + j * no, l < L - 1);
-        }
-        vec r = h[L * width] - ys[k];
-        if (k >= nv - PARTS) r = (vec)((mask)r & valid[k - (nv - PARTS)]); /* padding lanes of the last block */
-        sse[q] += r * r;
-        if (!grad) continue;
-        vec *delta = d, *prev = d + width, *aw = acc + q * na + nw, *ab = acc + q * na + na;
-        delta[0] = r * ((real)2 / (real)N);
-        for (int64_t l = L - 1; l >= 0; l--) {
-            aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
-            int64_t g = G[l], no = NO[l], ni = NI[l];
-            if (plain || g == 1)
-                BY_SHAPE(VEC(backward), dims[l + 1], dims[l], dims[l], w[l] + t * w_stride[l], h + l * width, delta, aw,
-                         ab, l ? prev : NULL);
-            else
-                for (int64_t j = 0; j < g; j++)
-                    BY_SHAPE(VEC(backward), no, ni, dims[l], w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
-                             h + l * width + j * ni, delta + j * no, aw + j * (no * dims[l] + ni), ab + j * no,
-                             l ? prev + j * ni : NULL);
-            vec *swap = delta;
-            delta = prev, prev = swap;
-        }
-    }
+    int64_t k = 0;
+    for (; k + STREAMS <= nv; k += STREAMS)
+        VEC(vectors)(plain, STREAMS, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys,
+                     valid, h, d, acc, na, nw, grad, sse);
+    for (; k < nv; k++)
+        VEC(vectors)(plain, 1, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys, valid,
+                     h, d, acc, na, nw, grad, sse);
 }
 
 /* the lane count, read by kernel.describe() from the build itself */
@@ -195,9 +227,9 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
        finite wherever the real ones are and their zeroed residual adds exactly nothing to the gradient sums
        (0 · inf would be NaN). */
     int64_t n = dims[0]; /* the input's dimension: x is [n, N], one coordinate after another */
-    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)((L + 1) * width + 2 * width + PARTS * na + (n + 1) * nv + PARTS));
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)(STREAMS * ((L + 1) * width + 2 * width) + PARTS * na + (n + 1) * nv + PARTS));
     if (!h) return 1;
-    vec *d = h + (L + 1) * width, *acc = d + 2 * width, *xs = acc + PARTS * na, *ys = xs + n * nv;
+    vec *d = h + STREAMS * (L + 1) * width, *acc = d + STREAMS * 2 * width, *xs = acc + PARTS * na, *ys = xs + n * nv;
     mask *valid = (mask *)(ys + nv);
     memset(xs, 0, VBYTES * (size_t)((n + 1) * nv));
     for (int64_t c = 0; c < n; c++) {
