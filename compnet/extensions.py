@@ -28,7 +28,7 @@ import torch
 
 from compnet import kernel
 from compnet.batching import Stopwatch, chunked, workers_default
-from compnet.encode_np import SumEncoder
+from compnet.encoder import SumEncoder
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
 from compnet.methods import PEAK_INITS, Cell
 from compnet.model import Shapes, forward, law_scales
@@ -115,7 +115,7 @@ def _peaks(gens: list[torch.Generator], d: Design, cfg: Any, dtype: torch.dtype)
 def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr: float, workers: int, fused: bool):
     """Adam on every block's (θ, s_1, s) through the block network (`stages.pretrain` for blocks); returns the
     Fit with params [θ [T, K, d+1], s_1 [T, K], s [T, K, d]]. On the fused engine a sum reading's step has no
-    autograd: `encode_np.SumEncoder` writes the layers and maps the kernel's gradients back (the composition's
+    autograd: `encoder.SumEncoder` writes the layers and maps the kernel's gradients back (the composition's
     joint layer is left to autograd)."""
     K, d1 = peaks.shape[1], peaks.shape[2]
     groups = d.groups(d1 - 1)
@@ -142,7 +142,7 @@ def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr:
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, ys = free[sl], y[sl]
 
-        if fused and d.reading != "composed" and x.device.type == "cpu":  # numpy, no autograd (encode_np)
+        if fused and d.reading != "composed" and x.device.type == "cpu":  # no autograd (encoder.SumEncoder)
             enc = SumEncoder(reparam, f, d.sign, d1 - 1, d.proj, d.shift, d.margin)
             step = kernel.bind(enc.layers, x, ys, enc.grads, groups)  # the layers are rewritten in place
 

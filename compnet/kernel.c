@@ -56,13 +56,16 @@
 #define real float
 #define NAME mlp_mse_f32
 #define IREAL int32_t
+#define SQRT __builtin_sqrtf
 #include __FILE__
 #undef real
 #undef NAME
 #undef IREAL
+#undef SQRT
 #define real double
 #define NAME mlp_mse_f64
 #define IREAL int64_t
+#define SQRT __builtin_sqrt
 #include __FILE__
 
 #else
@@ -270,6 +273,49 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
             for (int64_t j = 0; j < dims[l + 1]; j++) gb[l][t * dims[l + 1] + j] = VEC(lanesum)(a++, na);
     }
     free(h);
+    return 0;
+}
+
+#include "encode.c"
+
+/* Adam on the raw weights (or, with an encoding `e`, on the peaks and scales) for steps first … last of a training (optim.adam's update, spelt as it spells it in
+   torch, one rounding per operation in the same order: the same bits), each step one call of the pass above
+   into the gradient buffer. flat, grad, m, v: parameter after parameter, parameter j a [T, sizes[j]] block; the
+   layers' pointers point into flat and grad. Per step s (row r = s − first): history[r·T + t] = trial t's loss;
+   a trial whose loss is not finite is dead from then on (alive[t] = 0) and never moves again. scalars[2r],
+   scalars[2r+1]: the step's (1 − b2^s)^½ and lr / (1 − b1^s), as Python computes them. With `e`, flat holds
+   [θ, s_1, s] of the encoding, the layers are its buffers (written by `encode` before each pass), and the
+   pass's layer gradients are taken back to [θ, s_1, s] in grad by `encode_vjp`. */
+int CAT(NAME, adam)(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *groups, const real *const *w,
+                    const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const real *x,
+                    const real *y, int64_t y_stride, real *const *gw, real *const *gb, real *flat,
+                    real *grad, real *m, real *v, int64_t nparams, const int64_t *sizes, int64_t steps,
+                    const double *scalars, double b1, double b2, double eps, real *history, int8_t *alive,
+                    const struct CAT(NAME, enc) * e)
+{
+    const int64_t d = e ? e->d : 0;
+    const real rb1 = (real)b1, rb2 = (real)b2, c1 = (real)(1 - b1), c2 = (real)(1 - b2), reps = (real)eps;
+    for (int64_t r = 0; r < steps; r++) {
+        real *loss = history + r * T;
+        if (e) CAT(NAME, encode)(T, e, flat, flat + T * (d + 1), flat + T * (d + 2), (real *const *)w, w_stride,
+                                 (real *const *)b, b_stride);
+        if (NAME(T, N, L, dims, groups, w, w_stride, b, b_stride, x, y, y_stride, loss, gw, gb)) return 1;
+        if (e) CAT(NAME, encode_vjp)(T, e, flat, flat + T * (d + 1), flat + T * (d + 2), gw, gb, grad,
+                                     grad + T * (d + 1), grad + T * (d + 2));
+        for (int64_t t = 0; t < T; t++) alive[t] &= !!__builtin_isfinite(loss[t]);
+        const real bc2 = (real)scalars[2 * r], lrb = (real)scalars[2 * r + 1];
+        int64_t at = 0;
+        for (int64_t j = 0; j < nparams; j++)
+            for (int64_t t = 0; t < T; t++, at += sizes[j]) {
+                if (!alive[t]) continue;
+                for (int64_t e = at; e < at + sizes[j]; e++) {
+                    real g = grad[e];
+                    m[e] = m[e] * rb1 + g * c1;
+                    v[e] = v[e] * rb2 + g * g * c2;
+                    flat[e] = flat[e] - m[e] / (SQRT(v[e]) / bc2 + reps) * lrb;
+                }
+            }
+    }
     return 0;
 }
 

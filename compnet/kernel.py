@@ -34,6 +34,7 @@ import platform
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,10 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from compnet.model import Layer, layer_pairs, layer_tensors
+from compnet.optim import Buffers
 
 SOURCE = Path(__file__).with_name("kernel.c")
+SOURCES = [SOURCE, SOURCE.with_name("encode.c")]  # kernel.c includes encode.c
 # -ffp-contract=off: whether the compiler fuses w*h + z into an FMA (one rounding instead of two) depends on the
 # target and the compiler, so the same source would round differently on different machines; where a
 # pre-activation is 0 up to rounding that even decides the ReLU's mask
@@ -123,7 +126,7 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
     except (OSError, subprocess.CalledProcessError) as e:
         raise KernelUnavailable(f"no working C compiler ({' '.join(cc)!r}: {e})") from None
     tries = [flags] + ([[f for f in flags if f != "-march=native"]] if "-march=native" in flags else [])
-    source = SOURCE.read_bytes()
+    source = b"".join(p.read_bytes() for p in SOURCES)
     # all of CC's words, not only the compiler's version: "cc -ffp-contract=fast" builds other code than "cc";
     # each set of flags under its own name, so that a build found in the cache is known by its flags
     keys = [hashlib.sha256(source + json.dumps([cc, f, version, _cpu()]).encode()).hexdigest()[:16] for f in tries]
@@ -143,7 +146,33 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
         # T, N, L, dims, groups, weights, their strides, biases, their strides, x, y, y's stride, loss, dW, db
         fn.argtypes = [i64, i64, i64, i64s, i64s, ptrs, i64s, ptrs, i64s, ptr, ptr, i64, ptr, ptrs, ptrs]
         getattr(lib, f"{name}_lanes").restype = i64
+        adam = getattr(lib, f"{name}_adam")
+        adam.restype = ctypes.c_int
+        # the pass's arguments but the loss; flat, grad, m, v, nparams, sizes, steps, scalars, b1, b2, eps,
+        # history, alive
+        f64 = ctypes.c_double
+        adam.argtypes = fn.argtypes[:12] + fn.argtypes[13:] + [ptr] * 4 + [i64, i64s, i64, ptr, f64, f64, f64, ptr, ptr]
+        adam.argtypes += [ctypes.POINTER(Encoding)]
+        encode, vjp = getattr(lib, f"{name}_encode"), getattr(lib, f"{name}_encode_vjp")
+        encode.restype = vjp.restype = ctypes.c_int
+        encode.argtypes = [i64, ctypes.POINTER(Encoding), ptr, ptr, ptr, ptrs, i64s, ptrs, i64s]
+        vjp.argtypes = [i64, ctypes.POINTER(Encoding), ptr, ptr, ptr, ptrs, ptrs, ptr, ptr, ptr]
     return _Built(lib, cc, version, tries[built], paths[built])
+
+
+class Encoding(ctypes.Structure):
+    """encode.c's `struct enc`: the reparameterisation's settings, and pointers to each trial's `free` (int8)
+    and `sign` (the layers' dtype), which must outlive it."""
+
+    _fields_ = [("d", ctypes.c_int64), ("sigmoid", ctypes.c_int64), ("trainable", ctypes.c_int64),
+                ("offset", ctypes.c_int64), ("lo", ctypes.c_double), ("hi", ctypes.c_double),
+                ("free", ctypes.c_void_p), ("sign", ctypes.c_void_p)]  # fmt: skip
+
+
+def encoding_functions(dtype: torch.dtype):
+    """encode.c's `encode` and `encode_vjp` for float32 or float64."""
+    lib = library()
+    return getattr(lib, f"{_FN[dtype]}_encode"), getattr(lib, f"{_FN[dtype]}_encode_vjp")
 
 
 @functools.cache  # once per process, failure included: every caller gets the same answer
@@ -242,6 +271,52 @@ def bind(
         return _run(fn, args, T, x.dtype)
 
     return step
+
+
+def bind_adam(
+    layers: list[Layer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    state: Buffers,
+    groups: list[int] | None = None,
+    encoder=None,
+) -> Callable[[int, int], None]:
+    """optim.adam's steps first … last on `state`'s buffers in one C call (`optim.Native`): each step the kernel's
+    pass into state.grad, whose slices the layers' gradients must be, then Adam's update of every live trial.
+    With an `encoder.Encoder`, state holds [θ, s_1, s]: its layers are written from them before each pass and
+    the pass's gradients (into the encoder's buffers) taken back to them after."""
+    T = state.alive.shape[0]
+    grads = _grad_views(layers, state) if encoder is None else encoder.grads
+    fn, args, _, copied, keep = _prepare(layers, x, y, grads, groups)
+    if copied or not all(t.is_contiguous() for t in (state.flat, state.grad, state.m, state.v, state.history)):
+        raise ValueError("bind_adam takes contiguous buffers and layers that are views of them")
+    adam = getattr(library(), f"{_FN[x.dtype]}_adam")
+    i64 = ctypes.c_int64
+    sizes = _array(i64, [n // T for n in state.sizes])
+    b1, b2 = state.betas
+    row = state.history.stride(0) * state.history.element_size()
+
+    def run(first: int, last: int) -> None:
+        assert keep
+        scalars = []  # as optim.adam computes them, in Python floats
+        for step in range(first, last + 1):
+            scalars += [(1 - b2**step) ** 0.5, state.lr / (1 - b1**step)]
+        buffers = [t.data_ptr() for t in (state.flat, state.grad, state.m, state.v)]
+        history = state.history.data_ptr() + (first - 1) * row
+        steps = last - first + 1
+        rc = adam(*args[:_LOSS], *args[_LOSS + 1 :], *buffers, len(sizes), sizes, steps,
+                  _array(ctypes.c_double, scalars), b1, b2, state.eps, history, state.alive.data_ptr(),
+                  None if encoder is None else ctypes.byref(encoder.spec))  # fmt: skip
+        if rc:
+            raise MemoryError("the fused kernel could not allocate its scratch memory")
+
+    return run
+
+
+def _grad_views(layers: list[Layer], state: Buffers) -> list[torch.Tensor]:
+    """The layers' gradients as views of state.grad (parameter after parameter, as optim.adam lays it out)."""
+    shapes = [t.shape for t in layer_tensors(layers)]
+    return [g.view(s) for g, s in zip(state.grad.split(state.sizes), shapes)]
 
 
 def _prepare(

@@ -14,9 +14,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 Report = Callable[[int, torch.Tensor, torch.Tensor], None]  # (step, per-trial loss, alive) every 25 steps
+
+
+@dataclass
+class Buffers:
+    """Adam's state, for a native loop that runs its steps in place (`kernel.bind_adam`): the parameters,
+    gradients and moments (flat, parameter after parameter, `sizes` entries each), the trials' `alive` flags
+    and the loss history [epochs + 1, T]."""
+
+    flat: torch.Tensor
+    grad: torch.Tensor
+    m: torch.Tensor
+    v: torch.Tensor
+    sizes: list[int]
+    alive: torch.Tensor
+    history: torch.Tensor
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+
+
+# given the leaves and the buffers: a function that runs steps first … last (Adam's update as below, same bits)
+Native = Callable[[list[torch.Tensor], Buffers], Callable[[int, int], None]]
 
 
 class Snapshot(NamedTuple):
@@ -47,6 +70,7 @@ def adam(
     eps: float = 1e-8,
     report: Report | None = None,
     keep_every: int = 0,
+    native: Native | None = None,
 ) -> Fit:
     """Adam on trial-stacked tensors (leading axis T); loss_fn returns the per-trial loss [T], either with
     autograd history or, having written d loss_t / d params into the leaves' `.grad` itself, without.
@@ -55,7 +79,10 @@ def adam(
     each [T, ...] block contiguous), so an update is a few ops over one tensor however many parameters
     there are, and autograd accumulates every gradient in place into its slot. A parameter the loss does
     not use (a tied s_1) keeps a zero gradient, hence zero moments and exactly zero steps. keep_every=N > 0
-    keeps a copy of the parameters at steps 0, N, 2N, … and at the last step (`Fit.snapshots`)."""
+    keeps a copy of the parameters at steps 0, N, 2N, … and at the last step (`Fit.snapshots`).
+
+    `native` runs the steps between two reports or snapshots in one call (the fused raw stage: kernel and
+    update in C, no Python per step), with the same bits as the loop here."""
     sizes = [p.numel() for p in params]
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     grad, m, v = torch.zeros_like(flat), torch.zeros_like(flat), torch.zeros_like(flat)
@@ -78,6 +105,17 @@ def adam(
             snapshots.append(Snapshot(step, [leaf.detach().clone() for leaf in leaves]))  # flat moves in place
 
     snap(0)
+    if native is not None:
+        run = native(leaves, Buffers(flat, grad, m, v, sizes, alive, history, lr, betas, eps))
+        first = 1
+        while first <= epochs:  # up to the next report (every 25 steps) or snapshot
+            last = min(epochs, -(-first // 25) * 25, -(-first // keep_every) * keep_every if keep_every else epochs)
+            run(first, last)
+            snap(last)
+            if report is not None:
+                report(last, history[last - 1], alive)
+            first = last + 1
+        return _end(leaves, loss_fn, history, alive, epochs, snapshots)
     # on a GPU, reading `alive` back every step would wait for the step: the mask is rebuilt there instead
     # (the same mask, a few more ops); on the CPU reading it is free and the mask is rebuilt only when it changes
     on_host = flat.device.type == "cpu"
@@ -102,10 +140,22 @@ def adam(
             g = grad if everyone else torch.where(keep, grad, 0.0)
             m.mul_(b1).add_(g * (1 - b1))
             v.mul_(b2).add_(g * g * (1 - b2))
-            flat.sub_((m if everyone else torch.where(keep, m, 0.0)) / (v.sqrt() / bc2 + eps) * (lr / bc1))
+            flat.sub_((m if everyone else torch.where(keep, m, 0.0)) / (_sqrt(v) / bc2 + eps) * (lr / bc1))
         snap(step)
         if report is not None and (step % 25 == 0 or step == epochs):
             report(step, history[step - 1], alive)
+    return _end(leaves, loss_fn, history, alive, epochs, snapshots)
+
+
+def _sqrt(t: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root, on every machine: torch's CPU sqrt goes through MKL's vector math,
+    within about an ulp (a fifth of float32 roots differ from the correctly rounded one, in a way that may depend
+    on the CPU); numpy's is the hardware's IEEE instruction, as CUDA's sqrt is and kernel.c's Adam loop's."""
+    return torch.from_numpy(np.sqrt(t.numpy())) if t.device.type == "cpu" else t.sqrt()
+
+
+def _end(leaves, loss_fn, history: torch.Tensor, alive: torch.Tensor, epochs: int, snapshots: list[Snapshot]) -> Fit:
+    """The loss after the last step, and the fit."""
     with torch.no_grad():
         history[epochs] = loss_fn(leaves)
     alive &= torch.isfinite(history[epochs])

@@ -3,7 +3,7 @@
 - pretraining: Adam on the reparameterisation (peaks θ, and s_1 or every scale), the network rebuilt from
   them by `model.Reparam.layers` at every step, so gradients reach the peaks: by autograd through the
   encoding (torch's ops), or, with the fused kernel, by its layer gradients mapped back in closed form
-  (`model.Reparam.vjp`, run in numpy by `encode_np.Encoder`: no autograd graph at all);
+  (`model.Reparam.vjp`, run in C by `encoder.Encoder`: no autograd graph at all);
 - raw: Adam on the plain weights and biases (a fresh Adam after pretraining).
 
 The loss of trial t is its MSE on the training points, mean_n (f_t(x_n) − y_tn)², computed either by
@@ -17,9 +17,9 @@ import torch
 
 from compnet import kernel
 from compnet.batching import chunked
-from compnet.encode_np import Encoder
+from compnet.encoder import Encoder
 from compnet.model import Layer, Reparam, Shapes, forward, layer_pairs, layer_tensors
-from compnet.optim import Fit, Report, Snapshot, adam
+from compnet.optim import Buffers, Fit, Report, Snapshot, adam
 
 
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -50,21 +50,27 @@ def pretrain(
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, sg, ys = free[sl], sign[sl], y[sl]
         start = reparam.start(peaks[sl])
-        if fused:  # the kernel's layer gradients mapped to [θ, s_1, s] in closed form, in numpy: no autograd
-            enc = Encoder(reparam, f, sg, peaks.shape[1] - 1, peaks.dtype)
-            step = kernel.bind(enc.layers, x, ys, enc.grads)  # the layers are rewritten in place
-
-            def loss(p: list[torch.Tensor]) -> torch.Tensor:
-                enc.encode(p)
-                out = step()
-                enc.vjp(p)
-                return out
-        else:
+        if not fused:
 
             def loss(p: list[torch.Tensor]) -> torch.Tensor:
                 return batch_mse(reparam.layers(p, f, sg), x, ys, fused=False)
 
-        return adam(start, loss, epochs, lr, report=report, keep_every=keep_every)
+            return adam(start, loss, epochs, lr, report=report, keep_every=keep_every)
+        # the kernel's layer gradients mapped to [θ, s_1, s] in closed form, in C (encode.c): no autograd, and
+        # the steps between two reports run in one C call (encoding, pass, its backward, Adam's update)
+        enc = Encoder(reparam, f, sg, peaks.shape[1] - 1, peaks.dtype)
+        step = kernel.bind(enc.layers, x, ys, enc.grads)  # the layers are rewritten in place
+
+        def loss(p: list[torch.Tensor]) -> torch.Tensor:
+            enc.encode(p)
+            out = step()
+            enc.vjp(p)
+            return out
+
+        def native(leaves: list[torch.Tensor], state: Buffers):
+            return kernel.bind_adam(enc.layers, x, ys, state, encoder=enc)
+
+        return adam(start, loss, epochs, lr, report=report, keep_every=keep_every, native=native)
 
     return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
 
@@ -98,7 +104,11 @@ def train_raw(
                 layers = [(w * m.to(w.device), b) for (w, b), m in zip(layers, masks)]
             return batch_mse(layers, x, y[sl], fused=False)
 
-        fit = adam(layer_tensors(shapes.split(flat[sl])), loss, epochs, lr, report=report, keep_every=keep_every)
+        def native(leaves: list[torch.Tensor], state: Buffers):  # the whole loop in C: kernel and update
+            return kernel.bind_adam(layer_pairs(leaves), x, y[sl], state, groups)
+
+        start = layer_tensors(shapes.split(flat[sl]))
+        fit = adam(start, loss, epochs, lr, report=report, keep_every=keep_every, native=native if fused else None)
         kept = [Snapshot(s.epoch, [Shapes.join(layer_pairs(s.params))]) for s in fit.snapshots]
         return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged, kept)
 

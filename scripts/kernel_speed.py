@@ -1,5 +1,6 @@
-"""Time the fused kernel per network step, side by side with an earlier kernel.c (default: cefb774, before
-inputs of several dimensions and block-diagonal layers), all builds in one process, repeats interleaved.
+"""Time the fused kernel per network step, side by side with an earlier kernel.c (default: 3d5ce3b, one vector
+of points at a time; cefb774: before inputs of several dimensions and block-diagonal layers), all builds in one
+process, repeats interleaved.
 
     make bench-kernel     # or: python scripts/kernel_speed.py [--before REV] [--trials 300] [--repeats 15]
 
@@ -53,7 +54,7 @@ def build(source: Path, flags: list[str], out: Path) -> kernel._Built:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default="cefb774", help="git revision of the earlier kernel.c")
+    ap.add_argument("--before", default="3d5ce3b", help="git revision of the earlier kernel.c")
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--calls", type=int, default=40, help="steps timed per repeat")
@@ -66,10 +67,13 @@ def main() -> None:
     old_src = tmp / "kernel_before.c"
     git = subprocess.run(["git", "show", f"{args.before}:compnet/kernel.c"], capture_output=True, text=True, check=True)
     old_src.write_text(git.stdout)
+    included = subprocess.run(["git", "show", f"{args.before}:compnet/encode.c"], capture_output=True, text=True)
+    if included.returncode == 0:  # kernel.c includes it from this commit on
+        (tmp / "encode.c").write_text(included.stdout)
     builds = {
         f"before ({args.before}, {' '.join(kernel.FLAGS[:3])})": build(old_src, kernel.FLAGS, tmp / "before.so"),
         "before, generic x86-64 build (SSE2)": build(old_src, GENERIC, tmp / "before_generic.so"),
-        "now (inputs of several dimensions, block-diagonal layers)": build(kernel.SOURCE, kernel.FLAGS, tmp / "now.so"),
+        "now": build(kernel.SOURCE, kernel.FLAGS, tmp / "now.so"),
         "now, generic x86-64 build (SSE2)": build(kernel.SOURCE, GENERIC, tmp / "generic.so"),
     }
 

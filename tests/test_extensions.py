@@ -150,7 +150,7 @@ def test_a_users_target_that_needs_blocks_trains_as_the_builtin_one(fn, dim, bui
 
 @pytest.mark.parametrize("reading", ["split", "ridge"])
 def test_pretraining_without_autograd_equals_autograd(compose, reading):
-    """The fused engine pretrains a sum of blocks in numpy (encode_np.SumEncoder: the layers written in place,
+    """The fused engine pretrains a sum of blocks in numpy (encoder.SumEncoder: the layers written in place,
     the kernel's gradients taken back through the assembly by hand; least-squares read-out every step for
     ridge); torch's ops differentiate the same network by autograd: the same pretraining in float64, to
     rounding. (Not the raw stage after it: ridge inputs reach exactly 0 at the domain's ends, where the two

@@ -109,7 +109,8 @@ def test_ctrl_c_during_training_says_what_finished_in_one_line(tmp_path):
 def test_interrupted_sweep_keeps_what_finished_and_table_names_the_rest(tmp_path):
     """Jobs 0 and 1 of a four-job sweep finish, job 2 is interrupted, job 3 never starts: the table shows
     the finished ones and names both others; --strict makes that an error."""
-    sweep_args = ["train", "-m", "epochs=3,100000", "target=x3,x11", "trials=2", "points=20", "plots=false"]
+    # job 2 must outlast the wait: 64 trials × 500 points × 100,000 steps take ~40 s on the fused engine
+    sweep_args = ["train", "-m", "epochs=3,100000", "target=x3,x11", "trials=64", "points=500", "plots=false"]
     p = _interrupt(sweep_args, tmp_path, 3, finished=2)
     assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr[-2000:]
     (sweep,) = tmp_path.glob("outputs/*/*-multirun")
