@@ -50,6 +50,10 @@
 #ifndef STREAMS
 #define STREAMS 2 /* vectors of points in flight together: 3 and 4 measured no faster */
 #endif
+/* the last vectors, whose lanes are not all points: the last block's parts and the padding to whole streams */
+#ifndef TAIL
+#define TAIL (PARTS + STREAMS)
+#endif
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
@@ -118,15 +122,19 @@ static inline __attribute__((always_inline)) void VEC(backward)(int64_t no, int6
         }
 }
 
-/* compnet's shapes (1→4, 4→4, 4→1: a block's, also a 4×4 block of an 8-wide layer) get fully unrolled copies with
-   constant row strides (a runtime stride alone doubled a step's time); any other shape runs the general loops */
+/* The diagonal blocks of a block-diagonal layer (g ≥ 2 blocks, rows ld = g·ni apart) by shape: the 4×4 blocks of
+   networks of blocks get fully unrolled copies with constant shapes (and stride, for two blocks: a runtime stride
+   alone doubled a step's time); any other shape runs the general loops */
 #define BY_SHAPE(f, no, ni, ld, ...)                                                                              \
-    ((no) == 4 && (ni) == 4 && (ld) == 4   ? f(4, 4, 4, __VA_ARGS__)                                              \
-     : (no) == 4 && (ni) == 4 && (ld) == 8 ? f(4, 4, 8, __VA_ARGS__)                                              \
-     : (no) == 4 && (ni) == 4              ? f(4, 4, ld, __VA_ARGS__)                                             \
-     : (no) == 4 && (ni) == 1 && (ld) == 1 ? f(4, 1, 1, __VA_ARGS__)                                              \
-     : (no) == 1 && (ni) == 4 && (ld) == 4 ? f(1, 4, 4, __VA_ARGS__)                                              \
-                                           : f(no, ni, ld, __VA_ARGS__))
+    ((no) == 4 && (ni) == 4 && (ld) == 8 ? f(4, 4, 8, __VA_ARGS__)                                                \
+     : (no) == 4 && (ni) == 4            ? f(4, 4, ld, __VA_ARGS__)                                               \
+                                         : f(no, ni, ld, __VA_ARGS__))
+/* A dense layer by shape: the paper's networks' 1→4, 4→4 and 4→1 get fully unrolled copies */
+#define DENSE_SHAPE(f, no, ni, ...)                                                                               \
+    ((no) == 4 && (ni) == 4   ? f(4, 4, 4, __VA_ARGS__)                                                           \
+     : (no) == 4 && (ni) == 1 ? f(4, 1, 1, __VA_ARGS__)                                                           \
+     : (no) == 1 && (ni) == 4 ? f(1, 4, 4, __VA_ARGS__)                                                           \
+                              : f(no, ni, ni, __VA_ARGS__))
 
 
 /* The sum of one gradient entry's lanes, in the block's order: lane v of part q is the block's lane
@@ -143,7 +151,7 @@ static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
    per-lane sums): each vector as it would be alone, its sums added in the vectors' order. Always inlined, and
    called with `plain` and S constants: `plain` = 1 for dense layers on one input (the paper's networks), whose
    copy then compiles without block offsets (a step 1.16× slower otherwise). Vector k's part of a block is
-   k % PARTS: S is 1 or a multiple of PARTS with k a multiple of S. */
+   k % PARTS: S is a multiple of PARTS, and k of S. */
 static inline __attribute__((always_inline)) void VEC(vectors)(
     const int plain, const int S, int64_t k, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L,
     const int64_t *dims, const int64_t *G, const int64_t *NO, const int64_t *NI, int64_t width, const real *const *w,
@@ -162,8 +170,8 @@ static inline __attribute__((always_inline)) void VEC(vectors)(
     for (int64_t l = 0; l < L; l++) {
         int64_t g = G[l], no = NO[l], ni = NI[l];
         if (plain || g == 1) /* a dense layer: the call without block offsets (they cost the unrolling) */
-            BY_SHAPE(VEC(forward), dims[l + 1], dims[l], dims[l], S, hs, w[l] + t * w_stride[l], b[l] + t * b_stride[l],
-                     h + l * width, h + (l + 1) * width, l < L - 1);
+            DENSE_SHAPE(VEC(forward), dims[l + 1], dims[l], S, hs, w[l] + t * w_stride[l], b[l] + t * b_stride[l],
+                        h + l * width, h + (l + 1) * width, l < L - 1);
         else
             for (int64_t j = 0; j < g; j++)
                 BY_SHAPE(VEC(forward), no, ni, dims[l], S, hs, w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
@@ -173,7 +181,7 @@ static inline __attribute__((always_inline)) void VEC(vectors)(
     int64_t q = k % PARTS;
     for (int s = 0; s < S; s++) {
         vec r = h[s * hs + L * width] - ys[k + s];
-        if (k + s >= nv - PARTS) r = (vec)((mask)r & valid[k + s - (nv - PARTS)]); /* padding lanes, last block */
+        if (k + s >= nv - TAIL) r = (vec)((mask)r & valid[k + s - (nv - TAIL)]); /* padding lanes */
         sse[(q + s) % PARTS] += r * r;
         d[s * ds] = r * ((real)2 / (real)N);
     }
@@ -183,8 +191,8 @@ static inline __attribute__((always_inline)) void VEC(vectors)(
         aw -= dims[l + 1] * dims[l], ab -= dims[l + 1];
         int64_t g = G[l], no = NO[l], ni = NI[l];
         if (plain || g == 1)
-            BY_SHAPE(VEC(backward), dims[l + 1], dims[l], dims[l], S, hs, ds, as, w[l] + t * w_stride[l], h + l * width,
-                     delta, aw, ab, l ? prev : NULL);
+            DENSE_SHAPE(VEC(backward), dims[l + 1], dims[l], S, hs, ds, as, w[l] + t * w_stride[l], h + l * width, delta,
+                        aw, ab, l ? prev : NULL);
         else
             for (int64_t j = 0; j < g; j++)
                 BY_SHAPE(VEC(backward), no, ni, dims[l], S, hs, ds, as, w[l] + t * w_stride[l] + j * (no * dims[l] + ni),
@@ -195,20 +203,16 @@ static inline __attribute__((always_inline)) void VEC(vectors)(
     }
 }
 
-/* One trial's pass over the points: STREAMS vectors at a time, then the rest one by one. */
+/* One trial's pass over the points, STREAMS vectors at a time (nv is a multiple of STREAMS). */
 static inline __attribute__((always_inline)) void VEC(points)(
     const int plain, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L, const int64_t *dims, const int64_t *G,
     const int64_t *NO, const int64_t *NI, int64_t width, const real *const *w, const int64_t *w_stride,
     const real *const *b, const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys, const VEC(mask) *valid,
     VEC(vec) *h, VEC(vec) *d, VEC(vec) *acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
 {
-    int64_t k = 0;
-    for (; k + STREAMS <= nv; k += STREAMS)
+    for (int64_t k = 0; k < nv; k += STREAMS)
         VEC(vectors)(plain, STREAMS, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys,
                      valid, h, d, acc, na, nw, grad, sse);
-    for (; k < nv; k++)
-        VEC(vectors)(plain, 1, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys, valid,
-                     h, d, acc, na, nw, grad, sse);
 }
 
 /* the lane count, read by kernel.describe() from the build itself */
@@ -220,17 +224,18 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
-    int64_t width = 0, nw = 0, nb = 0, nv = (N + LANES - 1) / LANES * PARTS; /* vectors of points */
+    /* vectors of points: whole blocks, and whole streams of vectors */
+    int64_t width = 0, nw = 0, nb = 0, nv = ((N + LANES - 1) / LANES * PARTS + STREAMS - 1) / STREAMS * STREAMS;
     for (int64_t l = 0; l <= L; l++) width = dims[l] > width ? dims[l] : width;
     for (int64_t l = 0; l < L; l++) nw += dims[l + 1] * dims[l], nb += dims[l + 1];
     int64_t na = nw + nb;
     /* h: every layer's input for one vector of points; acc: per-lane sums of the gradients, a set for each
-       part of a block; xs, ys: the points and one trial's targets, padded to whole blocks; valid: which lanes
-       of the last block's parts are points. Padding lanes repeat the last point, so their activations are
+       part of a block; xs, ys: the points and one trial's targets, padded to whole blocks and whole streams;
+       valid: which lanes of the last TAIL vectors are points. Padding lanes repeat the last point, so their activations are
        finite wherever the real ones are and their zeroed residual adds exactly nothing to the gradient sums
        (0 · inf would be NaN). */
     int64_t n = dims[0]; /* the input's dimension: x is [n, N], one coordinate after another */
-    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)(STREAMS * ((L + 1) * width + 2 * width) + PARTS * na + (n + 1) * nv + PARTS));
+    vec *h = aligned_alloc(VBYTES, VBYTES * (size_t)(STREAMS * ((L + 1) * width + 2 * width) + PARTS * na + (n + 1) * nv + TAIL));
     if (!h) return 1;
     vec *d = h + STREAMS * (L + 1) * width, *acc = d + STREAMS * 2 * width, *xs = acc + PARTS * na, *ys = xs + n * nv;
     mask *valid = (mask *)(ys + nv);
@@ -240,8 +245,8 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
         memcpy(xc, x + c * N, sizeof(real) * (size_t)N);
         for (int64_t p = N; p < nv * VLANES; p++) xc[p] = x[c * N + N - 1];
     }
-    for (int64_t q = 0; q < PARTS; q++)
-        for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - PARTS + q) * VLANES + v < N ? -1 : 0;
+    for (int64_t q = 0; q < TAIL; q++)
+        for (int64_t v = 0; v < VLANES; v++) valid[q][v] = (nv - TAIL + q) * VLANES + v < N ? -1 : 0;
     /* each layer's diagonal blocks and their shape, once: two integer divisions per layer and point vector
        were half of a step's time */
     int64_t G[L], NO[L], NI[L];
@@ -278,6 +283,18 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
 
 #include "encode.c"
 
+/* Adam's update of n entries, each rounded as optim.adam's torch ops round it. */
+static void VEC(update)(real *restrict flat, const real *restrict grad, real *restrict m, real *restrict v, int64_t n,
+                        real b1, real b2, real c1, real c2, real bc2, real eps, real lrb)
+{
+    for (int64_t e = 0; e < n; e++) {
+        real g = grad[e];
+        m[e] = m[e] * b1 + g * c1;
+        v[e] = v[e] * b2 + g * g * c2;
+        flat[e] = flat[e] - m[e] / (SQRT(v[e]) / bc2 + eps) * lrb;
+    }
+}
+
 /* Adam on the raw weights (or, with an encoding `e`, on the peaks and scales) for steps first … last of a training (optim.adam's update, spelt as it spells it in
    torch, one rounding per operation in the same order: the same bits), each step one call of the pass above
    into the gradient buffer. flat, grad, m, v: parameter after parameter, parameter j a [T, sizes[j]] block; the
@@ -306,14 +323,13 @@ int CAT(NAME, adam)(int64_t T, int64_t N, int64_t L, const int64_t *dims, const 
         const real bc2 = (real)scalars[2 * r], lrb = (real)scalars[2 * r + 1];
         int64_t at = 0;
         for (int64_t j = 0; j < nparams; j++)
-            for (int64_t t = 0; t < T; t++, at += sizes[j]) {
-                if (!alive[t]) continue;
-                for (int64_t e = at; e < at + sizes[j]; e++) {
-                    real g = grad[e];
-                    m[e] = m[e] * rb1 + g * c1;
-                    v[e] = v[e] * rb2 + g * g * c2;
-                    flat[e] = flat[e] - m[e] / (SQRT(v[e]) / bc2 + reps) * lrb;
-                }
+            for (int64_t t = 0; t < T;) { /* each run of live trials in one loop, which the compiler vectorises */
+                int64_t run = t;
+                while (run < T && alive[run]) run++;
+                if (run > t) VEC(update)(flat + at, grad + at, m + at, v + at, (run - t) * sizes[j], rb1, rb2, c1, c2,
+                                         bc2, reps, lrb);
+                at += (run - t + (run < T)) * sizes[j];
+                t = run + 1;
             }
     }
     return 0;
@@ -323,4 +339,5 @@ int CAT(NAME, adam)(int64_t T, int64_t N, int64_t L, const int64_t *dims, const 
 #undef LANES
 #undef VLANES
 #undef BY_SHAPE
+#undef DENSE_SHAPE
 #endif
