@@ -22,13 +22,16 @@ import torch
 
 from compnet.optim import Fit, Report, Snapshot
 
-# Below ~64 trials a step is Python overhead more than arithmetic: a second thread then costs more than it
-# brings (make bench: 30 trials train faster on one worker). That one worker also runs with one intra-op
+# Below ~64 trials a step of torch's ops is Python overhead more than arithmetic: a second thread then costs more
+# than it brings (make bench: 30 trials trained faster on one worker). That one worker also runs with one intra-op
 # thread, as every worker does: with torch's default (a thread per core), on a machine shared with other
 # processes, the threads' synchronisation in the step's small ops made 30 trials × 1000 raw steps take 8.1 s
 # instead of 0.6 s (the "depth-11 cliff", depth=11 trials=10 workers=1 4.8 s against 0.3 s, was this: it came
 # and went with the machine's load, not with the depth; no subnormals were seen).
 MIN_TRIALS_PER_WORKER = 64
+# With the whole loop in C (the fused engine's raw stage and 1-D pretraining: `kernel.bind_adam`) a step has no
+# Python in it, and two threads pay from a few trials on: 30 trials × 1000 raw steps 0.30 → 0.16 s
+MIN_TRIALS_PER_WORKER_NATIVE = 8
 
 
 class Progress:
@@ -108,12 +111,18 @@ def alone(pair: Fit) -> Fit:
 
 
 def chunked(
-    fit_chunk: Callable[[slice | torch.Tensor, Report | None], Fit], trials: int, workers: int, desc: str, epochs: int
+    fit_chunk: Callable[[slice | torch.Tensor, Report | None], Fit],
+    trials: int,
+    workers: int,
+    desc: str,
+    epochs: int,
+    native: bool = False,
 ) -> Fit:
     """Run `fit_chunk` on one slice of the trials per worker thread and stitch the results together (the
-    slices keep their snapshots at the same epochs: each is stitched along the trial axis too)."""
+    slices keep their snapshots at the same epochs: each is stitched along the trial axis too). `native`: the
+    steps run in C (a worker pays from MIN_TRIALS_PER_WORKER_NATIVE trials on)."""
     keep_freed_memory()
-    n = max(1, min(workers, trials // MIN_TRIALS_PER_WORKER))
+    n = max(1, min(workers, trials // (MIN_TRIALS_PER_WORKER_NATIVE if native else MIN_TRIALS_PER_WORKER)))
     bounds = [round(i * trials / n) for i in range(n + 1)]
     slices = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     progress = Progress(desc, epochs, n)

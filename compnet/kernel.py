@@ -370,7 +370,7 @@ def _prepare(
     ]  # fmt: skip
     copied = any(a is not t for a, t in zip(w + b, [w for w, _ in layers] + [b for _, b in layers]))
     # the tensors the pointers point into (copies included): alive as long as the arguments are used
-    return getattr(library(), _FN[x.dtype]), args, T, copied, (w, b, x, y)
+    return getattr(library(), _FN[x.dtype]), args, T, copied, (w, b, x, y, grads)
 
 
 def _array(ctype, values: list):

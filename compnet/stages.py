@@ -72,7 +72,7 @@ def pretrain(
 
         return adam(start, loss, epochs, lr, report=report, keep_every=keep_every, native=native)
 
-    return chunked(fit, peaks.shape[0], workers, "pretrain", epochs)
+    return chunked(fit, peaks.shape[0], workers, "pretrain", epochs, native=fused)
 
 
 def train_raw(
@@ -112,7 +112,7 @@ def train_raw(
         kept = [Snapshot(s.epoch, [Shapes.join(layer_pairs(s.params))]) for s in fit.snapshots]
         return Fit([Shapes.join(layer_pairs(fit.params))], fit.history, fit.diverged, kept)
 
-    return chunked(fit, flat.shape[0], workers, "train", epochs)
+    return chunked(fit, flat.shape[0], workers, "train", epochs, native=fused)
 
 
 def _block_mask(out: int, inp: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
