@@ -203,6 +203,90 @@ static inline __attribute__((always_inline)) void VEC(vectors)(
     }
 }
 
+/* `vectors` for the encoding's layers (encode.c: layer 1 w = (1, 1, 1, 0), b = (m, 0, −a_0, 1); hidden
+   (1, gu, gv, 0 | 0, su, sv, 0 | 0, su, sv, −Sa | 0, 0, 0, S), bias 0; output (1, gu, gv, 0), b = −m): the
+   products with their zeros and ones left out, which for finite activations changes no number (x·1 = x, and
+   adding a product with 0 adds +0), and of the gradient only what `encode_vjp` reads (layer 1's bias 2, the
+   hidden layers' entries 1, 2, 5, 6, 9, 10, 11, 15, the output's 1 and 2). About 2.5× fewer operations. */
+static inline __attribute__((always_inline)) void VEC(encoded_vectors)(
+    int64_t k, int64_t t, int64_t N, int64_t nv, int64_t L, const real *const *w, const int64_t *w_stride,
+    const real *const *b, const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys, const VEC(mask) *valid,
+    VEC(vec) *restrict h, VEC(vec) *restrict acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
+{
+    typedef VEC(vec) vec;
+    typedef VEC(mask) mask;
+    enum { S = STREAMS };
+#define RELU(z) ((vec)(~((z) < 0) & (mask)(z)))
+#define KEEP(in, g) ((vec)(~((in) <= 0) & (mask)(g))) /* the gradient where the ReLU's output is not <= 0 */
+    const int64_t hs = 4 * L; /* stream s's inputs of layers 1 … L−1 at h + s·hs + 4(l − 1) */
+    const real *B1 = b[0] + t * b_stride[0];
+    vec a[S][4], f[S];
+    for (int s = 0; s < S; s++) {
+        vec x = xs[k + s];
+        a[s][0] = RELU(B1[0] + (vec){0} + x), a[s][1] = RELU((real)0 + (vec){0} + x);
+        a[s][2] = RELU(B1[2] + (vec){0} + x), a[s][3] = RELU(B1[3] + (vec){0});
+    }
+    for (int64_t l = 1; l < L - 1; l++) {
+        const real *H = w[l] + t * w_stride[l];
+        for (int s = 0; s < S; s++) {
+            vec *in = h + s * hs + 4 * (l - 1);
+            for (int i = 0; i < 4; i++) in[i] = a[s][i];
+            vec z0 = in[0] + H[1] * in[1] + H[2] * in[2], z1 = H[5] * in[1] + H[6] * in[2];
+            vec z2 = H[9] * in[1] + H[10] * in[2] + H[11] * in[3], z3 = H[15] * in[3];
+            a[s][0] = RELU(z0), a[s][1] = RELU(z1), a[s][2] = RELU(z2), a[s][3] = RELU(z3);
+        }
+    }
+    const real *Wo = w[L - 1] + t * w_stride[L - 1], Bo = b[L - 1][t * b_stride[L - 1]];
+    for (int s = 0; s < S; s++) {
+        vec *in = h + s * hs + 4 * (L - 2);
+        for (int i = 0; i < 4; i++) in[i] = a[s][i];
+        f[s] = Bo + (vec){0} + in[0] + Wo[1] * in[1] + Wo[2] * in[2];
+    }
+    int64_t q = k % PARTS;
+    vec dl[S][4];
+    for (int s = 0; s < S; s++) {
+        vec r = f[s] - ys[k + s];
+        if (k + s >= nv - TAIL) r = (vec)((mask)r & valid[k + s - (nv - TAIL)]); /* padding lanes */
+        sse[(q + s) % PARTS] += r * r;
+        dl[s][0] = r * ((real)2 / (real)N);
+    }
+    if (!grad) return;
+    /* acc's layout: layer l's weights (dims[l+1]·dims[l] each) from 0, its biases from nw; the output's first */
+    for (int s = 0; s < S; s++) {
+        vec *A = acc + (s % PARTS) * na + 4 + 16 * (L - 2), *d = dl[s];
+        const vec *in = h + s * hs + 4 * (L - 2);
+        A[1] += d[0] * in[1], A[2] += d[0] * in[2];
+        vec p0 = d[0], p1 = Wo[1] * d[0], p2 = Wo[2] * d[0];
+        d[0] = KEEP(in[0], p0), d[1] = KEEP(in[1], p1), d[2] = KEEP(in[2], p2), d[3] = (vec){0};
+    }
+    for (int64_t l = L - 2; l >= 1; l--) {
+        const real *H = w[l] + t * w_stride[l];
+        for (int s = 0; s < S; s++) {
+            vec *A = acc + (s % PARTS) * na + 4 + 16 * (l - 1), *d = dl[s];
+            const vec *in = h + s * hs + 4 * (l - 1);
+            A[1] += d[0] * in[1], A[2] += d[0] * in[2], A[5] += d[1] * in[1], A[6] += d[1] * in[2];
+            A[9] += d[2] * in[1], A[10] += d[2] * in[2], A[11] += d[2] * in[3], A[15] += d[3] * in[3];
+            vec p0 = d[0], p1 = H[1] * d[0] + H[5] * d[1] + H[9] * d[2];
+            vec p2 = H[2] * d[0] + H[6] * d[1] + H[10] * d[2], p3 = H[11] * d[2] + H[15] * d[3];
+            d[0] = KEEP(in[0], p0), d[1] = KEEP(in[1], p1), d[2] = KEEP(in[2], p2), d[3] = KEEP(in[3], p3);
+        }
+    }
+    for (int s = 0; s < S; s++) acc[(s % PARTS) * na + nw + 2] += dl[s][2]; /* layer 1's bias 2 */
+#undef RELU
+#undef KEEP
+}
+
+/* One trial's pass over the points for the encoding's layers (a function of its own: inlined into the pass
+   beside the other two copies, it doubled the kernel's compile time) */
+static __attribute__((noinline)) void VEC(encoded_points)(
+    int64_t t, int64_t N, int64_t nv, int64_t L, const real *const *w, const int64_t *w_stride, const real *const *b,
+    const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys, const VEC(mask) *valid, VEC(vec) *restrict h,
+    VEC(vec) *restrict acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
+{
+    for (int64_t k = 0; k < nv; k += STREAMS)
+        VEC(encoded_vectors)(k, t, N, nv, L, w, w_stride, b, b_stride, xs, ys, valid, h, acc, na, nw, grad, sse);
+}
+
 /* One trial's pass over the points, STREAMS vectors at a time (nv is a multiple of STREAMS). */
 static inline __attribute__((always_inline)) void VEC(points)(
     const int plain, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L, const int64_t *dims, const int64_t *G,
@@ -218,9 +302,11 @@ static inline __attribute__((always_inline)) void VEC(points)(
 /* the lane count, read by kernel.describe() from the build itself */
 int64_t CAT(NAME, lanes)(void) { return LANES; }
 
-int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *groups, const real *const *w,
-         const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const real *x, const real *y,
-         int64_t y_stride, real *loss, real *const *gw, real *const *gb)
+/* The pass (forward, MSE, backward) of every trial; `encoded`: the layers are the encoding's (encode.c), whose
+   zeros and ones the pass skips, and only the gradients `encode_vjp` reads are computed (`encoded_vectors`). */
+static int VEC(pass)(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *groups, const real *const *w,
+                     const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const real *x,
+                     const real *y, int64_t y_stride, real *loss, real *const *gw, real *const *gb, int encoded)
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
@@ -260,7 +346,9 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
         for (int q = 0; q < PARTS; q++) sse[q] = (vec){0};
         memcpy(ys, y + t * y_stride, sizeof(real) * (size_t)N);
         memset(acc, 0, VBYTES * (size_t)(PARTS * na));
-        if (plain) /* two copies of the loop over the points: the plain one compiles as before blocks existed */
+        if (encoded)
+            VEC(encoded_points)(t, N, nv, L, w, w_stride, b, b_stride, xs, ys, valid, h, acc, na, nw, gw != NULL, sse);
+        else if (plain) /* two copies of the loop over the points: the plain one compiles as before blocks existed */
             VEC(points)(1, t, N, nv, 1, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys, valid, h, d, acc,
                         na, nw, gw != NULL, sse);
         else
@@ -279,6 +367,13 @@ int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *gr
     }
     free(h);
     return 0;
+}
+
+int NAME(int64_t T, int64_t N, int64_t L, const int64_t *dims, const int64_t *groups, const real *const *w,
+         const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const real *x, const real *y,
+         int64_t y_stride, real *loss, real *const *gw, real *const *gb)
+{
+    return VEC(pass)(T, N, L, dims, groups, w, w_stride, b, b_stride, x, y, y_stride, loss, gw, gb, 0);
 }
 
 #include "encode.c"
@@ -316,7 +411,8 @@ int CAT(NAME, adam)(int64_t T, int64_t N, int64_t L, const int64_t *dims, const 
         real *loss = history + r * T;
         if (e) CAT(NAME, encode)(T, e, flat, flat + T * (d + 1), flat + T * (d + 2), (real *const *)w, w_stride,
                                  (real *const *)b, b_stride);
-        if (NAME(T, N, L, dims, groups, w, w_stride, b, b_stride, x, y, y_stride, loss, gw, gb)) return 1;
+        if (VEC(pass)(T, N, L, dims, groups, w, w_stride, b, b_stride, x, y, y_stride, loss, gw, gb, e != NULL))
+            return 1;
         if (e) CAT(NAME, encode_vjp)(T, e, flat, flat + T * (d + 1), flat + T * (d + 2), gw, gb, grad,
                                      grad + T * (d + 1), grad + T * (d + 2));
         for (int64_t t = 0; t < T; t++) alive[t] &= !!__builtin_isfinite(loss[t]);
