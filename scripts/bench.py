@@ -11,8 +11,7 @@
    a user waits for); training time (summary.json's wall_seconds) and the whole process; `--more` adds the
    fused engine on one worker and torch's ops, `--before DIR` the same two runs of the compnet package in DIR
    (an earlier commit's: `git archive C compnet | tar -x -C DIR`), side by side;
-3. scaling: µs per network-step of both stages (fused kernel, pretraining through `Reparam.vjp` and the raw
-   stage) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
+3. scaling: µs per network-step of both stages (fused kernel; both loops in C, `kernel.bind_adam`) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
    a fresh process, with that process's peak resident memory (wait4's ru_maxrss of that process alone, started
    from a small launcher: Python, torch and every tensor of both stages);
 4. networks of blocks (scripts/bench_blocks.py): both stages of x³ − x (split) and r³ (composed), 30 trials,
