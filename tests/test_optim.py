@@ -1,4 +1,7 @@
-"""Adam over trial-stacked parameters: the snapshots it keeps on request, and that keeping them changes nothing."""
+"""Adam over trial-stacked parameters: the snapshots it keeps on request (keeping them changes nothing), and its
+square root."""
+
+import math
 
 import pytest
 import torch
@@ -38,3 +41,15 @@ def test_a_snapshot_is_the_parameters_after_that_many_steps():
     assert all(torch.equal(a, b) for a, b in zip(fit.params, plain.params))
     assert torch.equal(fit.history, plain.history)
     assert not torch.equal(fit.snapshots[0].params[0], fit.snapshots[1].params[0])  # it did move
+
+
+def test_adams_square_root_is_correctly_rounded():
+    """Adam's √v is the correctly rounded root (the float64 root rounded once to float32 is exactly that), as the
+    fused engine's C loop computes it; torch's CPU sqrt is not always (MKL's vector math, ~1 ulp), which would
+    make the C and Python loops differ and tie the numbers to the machine's MKL path."""
+    from compnet.optim import _sqrt
+
+    v = torch.rand(200_000, generator=torch.Generator().manual_seed(0)) * torch.logspace(-30, 3, 200_000)
+    assert torch.equal(_sqrt(v), v.double().sqrt().float())
+    w = v[:5000].double()
+    assert _sqrt(w).tolist() == [math.sqrt(a) for a in w.tolist()]  # C's sqrt: IEEE, correctly rounded
