@@ -33,6 +33,7 @@ import os
 import platform
 import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,6 +136,8 @@ def _load(flags: list[str] = FLAGS, cache_dir: Path | None = None) -> _Built:
     try:
         built = next((i for i, p in enumerate(paths) if p.exists()), None)
         if built is None:
+            if sys.stderr.isatty():  # a pause of a few seconds, once per machine: say what it is
+                print("compnet: building the fused kernel for this machine (once, a few seconds)", file=sys.stderr)
             built = _build(cc, tries, paths)
         lib = ctypes.CDLL(str(paths[built]))
     except OSError as e:  # an unwritable or full cache, a broken file
