@@ -14,6 +14,7 @@ one line on stderr and exit code 2; in a sweep (`-m`) it fails that job in one l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -91,6 +92,7 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     register(cmd)
     _ROOT.clear()
     _FAILED.clear()
+    _PAINTER.clear()
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
@@ -103,11 +105,15 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
         done = _finished(_ROOT[0]) if _ROOT else "no job had started"
         print(f"\ncompnet {cmd}: interrupted; {done}", file=sys.stderr)
         return 130
+    finally:
+        for painter in _PAINTER:  # its helpers end with the command, whatever happened
+            painter.close()
     return 0
 
 
 _ROOT: list[Path] = []  # the run or sweep folder of the running app, for the interruption message
 _FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local launcher runs them in this process)
+_PAINTER: list[Any] = []  # a single run's figure helpers (compnet/painter.py), started by _precheck
 
 
 def _precheck(cmd: str, overrides: list[str]) -> int:
@@ -129,11 +135,25 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
         runs.check_writable(run_dir)
         if cmd == "train":  # before Hydra writes its .hydra/ over the finished run's
             runs.check_reusable(run_dir, cfg.overwrite)
+            if cfg.plots:  # the figures' helpers import matplotlib while this process imports torch
+                with contextlib.suppress(OSError):  # none could start: the figures are drawn here
+                    _PAINTER[:] = [_painter(cfg)]
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e, cmd)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _painter(cfg: Any) -> Any:
+    """Helper processes for the figures of the run `cfg` plans (compnet/painter.py): one per core, at most one
+    per figure, each warming up the layer figures of the run's depths."""
+    from compnet import painter
+    from compnet.methods import plan
+
+    cells = plan(cfg)
+    depths = tuple(sorted({c.depth or cfg.depth for c in cells}))
+    return painter.Painter(painter.helpers_for(3 * len(cells) + (len(cells) > 1)), warm={"depths": depths})
 
 
 def _task(cmd: str) -> Callable[[Any], None]:
@@ -153,7 +173,7 @@ def _task(cmd: str) -> Callable[[Any], None]:
         _ROOT[:] = [root]
         try:
             check_overrides(list(hydra_cfg.overrides.task))  # a sweep's job: its own overrides
-            getattr(commands, f"{cmd}_job")(cfg)
+            getattr(commands, f"{cmd}_job")(cfg, *_PAINTER[:1] if cmd == "train" else ())
         except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
             if not multirun:
                 print(f"compnet {cmd}: error: {e}", file=sys.stderr)
