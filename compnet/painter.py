@@ -248,6 +248,11 @@ class Painter:
         self.close()
 
 
+def imported(module: str) -> bool:
+    """Whether `module` is imported in this process (the tests ask a helper whether it imported torch)."""
+    return module in sys.modules
+
+
 def serve(fds: list[int]) -> None:
     """A helper's start: import and warm up, fork one helper per further pair of pipes in `fds` (read from
     the main process, write to it), then serve the first pair; wait for the forks before exiting."""

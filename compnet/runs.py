@@ -183,7 +183,7 @@ def produced_by() -> dict[str, Any]:
     return {
         "compnet": __version__,
         "commit": source_commit(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: a TorchVersion would import torch where it is unpickled
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu": kernel.cpu_model(),

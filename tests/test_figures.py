@@ -72,6 +72,8 @@ def test_helpers_draw_the_figures_this_process_draws(tmp_path):
             for name in runs.FIGURES:
                 p.submit("compnet.plots", "draw_run", copy, summary, (name,))
         p.wait()
+        # nothing handed to them made them import torch (a TorchVersion in produced_by did: ~2 s each)
+        assert [p.wait([job]) or job.result for job in [p.submit("compnet.painter", "imported", "torch")]] == [False]
     for s, copy in zip(run.summaries, copies):
         for name in runs.FIGURES:
             assert np.array_equal(_pixels(copy / name), _pixels(f"{s['folder']}/{name}")), (copy, name)
