@@ -96,6 +96,11 @@ def _power_of_ten(v: float, _pos: Any = None) -> str:
     return "10" + str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
+# _TITLE: a title given its height (y=1.0, where matplotlib puts it) is not re-placed at every draw: matplotlib
+# would measure the axes' tick labels each time to see whether something at the top is in its way; nothing is
+# (no tick labels or offset text above these axes), so the pixels are the same.
+
+
 class _Reused(threading.local):
     """A run's own figures (fit, loss, layers), built once per thread and shape and redrawn with each cell's
     data: creating a figure's axes, ticks and legend costs about as much as drawing it, and an experiment draws
@@ -170,7 +175,7 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
         a.autoscale_view()
     ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if user else "y")
     ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if user else "x")
-    ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials")
+    ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials", y=1.0)  # y: see _TITLE
     _save(f.fig, path)
 
 
@@ -212,7 +217,7 @@ def draw_loss(path: Path, summary: dict[str, Any], losses: Any) -> None:
     if len(parts) == 2:
         f.switch.set_xdata([len(parts[0]) - 0.5] * 2)
         f.label.set_position((len(parts[0]), hi * pad))
-    f.ax.set_title(f"{_title(summary)}: loss of every trial")
+    f.ax.set_title(f"{_title(summary)}: loss of every trial", y=1.0)  # y: see _TITLE
     _save(f.fig, path)
 
 
