@@ -96,6 +96,7 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
     phases = ("startup", "training", "analysis", "writing", "figures")
     assert all(timings[k] >= 0 for k in phases) and sum(timings[k] for k in phases) <= timings["total"] + 0.01
     assert timings["figure_helpers"]["figures"] == 3
+    assert "timings (s): startup" in (run / "train.log").read_text()  # its last line: flushed at the quick exit
     trials = pd.read_csv(run / "trials.csv")
     assert TRIAL_COLUMNS | {"mse_pretrain", "pieces_pretrain"} <= set(trials.columns)
     assert list(trials.trial) == [0, 1, 2]
