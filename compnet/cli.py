@@ -14,10 +14,11 @@ one line on stderr and exit code 2; in a sweep (`-m`) it fails that job in one l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,35 @@ COMMANDS = (*HYDRA_APPS, "table", "plot")
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None and _is_the_program() and not os.environ.get("COMPNET_FULL_EXIT"):
+        _exit(code)
+    return code
+
+
+def _is_the_program() -> bool:
+    """Whether this process is the `compnet` command itself (its console script, or `python -m compnet.cli`),
+    not a Python program that calls `main`."""
+    entry = sys.modules.get("__main__")
+    spec = getattr(entry, "__spec__", None)
+    return Path(getattr(entry, "__file__", "") or "").name == "compnet" or getattr(spec, "name", "") == "compnet.cli"
+
+
+def _exit(code: int) -> None:
+    """End the command now that its work is done: what exits with it runs (atexit: logging's flush, …), the
+    streams are flushed, and the interpreter's teardown, ~1 s of freeing torch's, pandas' and Hydra's modules on
+    this machine, is skipped (the system reclaims the memory at once). COMPNET_FULL_EXIT=1 exits the usual way."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -91,11 +121,14 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     register(cmd)
     _ROOT.clear()
     _FAILED.clear()
+    _PAINTER.clear()
+    _MODE.clear()
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
     try:
-        hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+        with _known_mode():
+            hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
             print(f"compnet {cmd}: {len(_FAILED)} job(s) failed: {'; '.join(_FAILED)}", file=sys.stderr)
             return 1
@@ -103,11 +136,33 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
         done = _finished(_ROOT[0]) if _ROOT else "no job had started"
         print(f"\ncompnet {cmd}: interrupted; {done}", file=sys.stderr)
         return 130
+    finally:
+        for painter in _PAINTER:  # its helpers end with the command, whatever happened
+            painter.close()
     return 0
 
 
 _ROOT: list[Path] = []  # the run or sweep folder of the running app, for the interruption message
 _FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local launcher runs them in this process)
+_PAINTER: list[Any] = []  # a single run's figure helpers (compnet/painter.py), started by _precheck
+_MODE: list[Any] = []  # a single run's Hydra mode (hydra.mode), read by _precheck from the config it composed
+
+
+@contextlib.contextmanager
+def _known_mode() -> Iterator[None]:
+    """Hydra composes a run's configuration twice: once only to read hydra.mode (`Hydra.get_mode`, ~0.2-0.4 s),
+    then to run. The pre-check has composed it already (the same overrides): its hydra.mode is used instead."""
+    from hydra._internal.hydra import Hydra
+
+    if not _MODE or not hasattr(Hydra, "get_mode"):
+        yield
+        return
+    original, mode = Hydra.get_mode, _MODE[0]
+    Hydra.get_mode = lambda self, config_name, overrides: mode
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original
 
 
 def _precheck(cmd: str, overrides: list[str]) -> int:
@@ -122,18 +177,33 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
 
     try:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
-        run_dir = Path(cfg.hydra.run.dir)
+        run_dir, mode = Path(cfg.hydra.run.dir), cfg.hydra.mode
         with open_dict(cfg):
             del cfg["hydra"]
         commands.check(cfg, cmd)
         runs.check_writable(run_dir)
         if cmd == "train":  # before Hydra writes its .hydra/ over the finished run's
             runs.check_reusable(run_dir, cfg.overwrite)
+            if cfg.plots:  # the figures' helpers import matplotlib while this process imports torch
+                with contextlib.suppress(OSError):  # none could start: the figures are drawn here
+                    _PAINTER[:] = [_painter(cfg)]
+        _MODE[:] = [mode]
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e, cmd)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _painter(cfg: Any) -> Any:
+    """Helper processes for the figures of the run `cfg` plans (compnet/painter.py): one per core, at most one
+    per figure, each warming up the layer figures of the run's depths."""
+    from compnet import painter
+    from compnet.methods import plan
+
+    cells = plan(cfg)
+    depths = tuple(sorted({c.depth or cfg.depth for c in cells}))
+    return painter.Painter(painter.helpers_for(3 * len(cells) + (len(cells) > 1)), warm={"depths": depths})
 
 
 def _task(cmd: str) -> Callable[[Any], None]:
@@ -153,7 +223,7 @@ def _task(cmd: str) -> Callable[[Any], None]:
         _ROOT[:] = [root]
         try:
             check_overrides(list(hydra_cfg.overrides.task))  # a sweep's job: its own overrides
-            getattr(commands, f"{cmd}_job")(cfg)
+            getattr(commands, f"{cmd}_job")(cfg, *_PAINTER[:1] if cmd == "train" else ())
         except (ConfigError, OSError) as e:  # a bad value; a missing, unwritable or wrong kind of path
             if not multirun:
                 print(f"compnet {cmd}: error: {e}", file=sys.stderr)

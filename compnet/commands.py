@@ -67,12 +67,16 @@ def _check_cuda(cfg: Any) -> None:
             )
 
 
-def train(cfg: Any, out: Path | None) -> Any:
+def train(cfg: Any, out: Path | None, painter: Any = None) -> Any:
     """Train the cells of `cfg`; write them under `out` (a run folder, or one folder per cell of an
-    experiment) unless it is None. Returns a `runs.Run`."""
+    experiment) unless it is None, with timings.json (compnet/timings.py). Returns a `runs.Run`. `painter`: a
+    `painter.Painter` whose helper processes draw the figures (the command line starts one before torch is
+    imported); without one they are drawn in this process."""
     check(cfg, "train")
     from compnet import experiment, kernel, runs, tables
+    from compnet.timings import Phases
 
+    phases = Phases()
     if out is not None:  # refused before any work, as the command line's pre-check does
         runs.check_writable(out)
         runs.check_reusable(out, cfg.overwrite)
@@ -80,19 +84,39 @@ def train(cfg: Any, out: Path | None) -> Any:
             runs.clear(out)
     if cfg.engine == "auto" and experiment.device_of(cfg).type == "cpu" and (why := kernel.unavailable()):
         log.warning("the fused engine is unavailable, training with torch's ops (Tables 1+2 2.3–3× slower): %s", why)
+    if painter is not None and not (cfg.plots and out is not None and painter.ready()):
+        painter = None  # its helpers are ready before the training clock starts, or it is not used
+    phases.add("startup", time.perf_counter() - phases.start)
+    t0 = time.perf_counter()
     results, wall = experiment.run(cfg)
+    phases.add("training", wall)
+    phases.add("analysis", time.perf_counter() - t0 - wall)
     single = not is_experiment(cfg)
-    cells = []
+    cells, drawing = [], []  # drawing: (folder, summary, the painter's jobs) of cells whose summary waits
     for r in results:
-        trials, pieces = runs.trials_frame(r), runs.pieces_frame(r)
-        summary = runs.summary_of(r, trials, cfg, wall, len(results))
+        with phases("writing"):
+            trials, pieces = runs.trials_frame(r), runs.pieces_frame(r)
+            summary = runs.summary_of(r, trials, cfg, wall, len(results))
         if out is not None:
             folder = out if single else out / r.cell.name
-            if cfg.logger == "tensorboard":  # before summary.json, which marks the cell finished
-                from compnet import tblog
+            with phases("writing"):
+                if cfg.logger == "tensorboard":  # before summary.json, which marks the cell finished
+                    from compnet import tblog
 
-                tblog.write_events(folder, r, summary)
-            runs.write_cell(folder, r, trials, summary, draw=cfg.plots, pieces=pieces)
+                    tblog.write_events(folder, r, summary)
+                runs.write_data(folder, r, trials, pieces)
+            if cfg.plots and painter is not None and "network" not in summary:  # blockplots uses torch: here
+                names = runs.FIGURES + ("pieces.png",) * (pieces is not None)
+                jobs = [painter.submit("compnet.plots", "draw_run", folder, summary, (name,)) for name in names]
+                drawing.append((folder, summary, jobs))
+            else:
+                if cfg.plots:
+                    from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
+
+                    with phases("figures"):
+                        plots.draw_run(folder, summary)
+                with phases("writing"):
+                    runs.write_summary(folder, summary)  # last: it marks the cell finished
             summary["folder"] = str(folder)
         cells.append((summary, trials, pieces))
         metric = tables.metric_of([summary])  # what a table shows: held-out MSE where there is one
@@ -110,24 +134,41 @@ def train(cfg: Any, out: Path | None) -> Any:
     run = runs.Run.of(cells, out)
     if out is not None and not single:
         metric = tables.metric_of(run.summaries)
-        tables.write_tables(out, tables.table(run.summaries, metric))
+        with phases("writing"):
+            tables.write_tables(out, tables.table(run.summaries, metric))
         if cfg.plots:
-            from compnet import plots
+            if painter is not None:  # the longest figure: first in the helpers' queue
+                painter.submit("compnet.plots", "draw_trials", out, run.summaries, metric, first=True)
+            else:
+                from compnet import plots
 
-            plots.draw_trials(out, run.summaries, metric)
+                with phases("figures"):
+                    plots.draw_trials(out, run.summaries, metric)
             if any("network" in s for s in run.summaries):
                 from compnet import blockplots
 
-                blockplots.draw_experiment(out, run.summaries)
-        if cfg.experiment.depths:
-            from compnet import depth
+                with phases("figures"):
+                    blockplots.draw_experiment(out, run.summaries)
+        with phases("writing"):  # the figures of these two (depth.png, pieces.png) are drawn here too
+            if cfg.experiment.depths:
+                from compnet import depth
 
-            depth.write(out, run.summaries, cfg.plots)
-        if run.pieces is not None:
-            write_pieces(out, run, cfg)
-        from compnet import blocks_report  # networks of blocks beside the paper's claim (extensions.md)
+                depth.write(out, run.summaries, cfg.plots)
+            if run.pieces is not None:
+                write_pieces(out, run, cfg)
+            from compnet import blocks_report  # networks of blocks beside the paper's claim (extensions.md)
 
-        blocks_report.write(out, run.summaries, f"compnet train experiment={cfg.experiment.name}")
+            blocks_report.write(out, run.summaries, f"compnet train experiment={cfg.experiment.name}")
+    if painter is not None:  # every figure drawn, then each cell's summary.json, which marks it finished
+        with phases("figures"):
+            painter.wait()
+        with phases("writing"):
+            for folder, summary, jobs in drawing:
+                painter.wait(jobs)  # raises if one of its figures failed
+                runs.write_summary(folder, summary)
+    if out is not None:
+        timings = phases.write(out, {"figure_helpers": painter.stats()} if painter is not None else {})
+        log.info("timings (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if isinstance(v, float)))
     return run
 
 
@@ -302,7 +343,7 @@ def _resumed(cfg: Any, out: Path) -> bool:
     return False
 
 
-def train_job(cfg: Any) -> None:
+def train_job(cfg: Any, painter: Any = None) -> None:
     """The Hydra task of `compnet train`: train into Hydra's run folder (a sweep's finished jobs are
     skipped, see `_resumed`), print an experiment's table."""
     from compnet import tables
@@ -310,7 +351,7 @@ def train_job(cfg: Any) -> None:
     out = _output_dir()
     if _resumed(cfg, out):
         return
-    run = train(cfg, out)
+    run = train(cfg, out, painter)
     if is_experiment(cfg):
         print(tables.to_markdown(tables.table(run.summaries, tables.metric_of(run.summaries))))
 

@@ -183,7 +183,7 @@ def produced_by() -> dict[str, Any]:
     return {
         "compnet": __version__,
         "commit": source_commit(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: a TorchVersion would import torch where it is unpickled
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu": kernel.cpu_model(),
@@ -255,6 +255,16 @@ def write_cell(
 ) -> None:
     """Everything of a cell (pieces.csv where there are `pieces`), its figures (`draw`) drawn from what is on
     disk, then summary.json."""
+    write_data(folder, r, trials, pieces)
+    if draw:
+        from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
+
+        plots.draw_run(folder, summary)
+    write_summary(folder, summary)
+
+
+def write_data(folder: Path, r: CellResult, trials: pd.DataFrame, pieces: pd.DataFrame | None = None) -> None:
+    """A cell's files but its figures and summary.json (see `write_cell`)."""
     folder.mkdir(parents=True, exist_ok=True)
     losses = {"loss_train": r.loss_train.numpy()}
     weights = {"start": r.start.numpy(), "final": r.final.numpy(), "x": r.x.numpy()}
@@ -271,11 +281,6 @@ def write_cell(
     if r.lines:
         rows = [(t, stage, line, n) for stage, by in r.lines.items() for line, v in by.items() for t, n in enumerate(v)]
         pd.DataFrame(rows, columns=["trial", "stage", "line", "pieces"]).to_csv(folder / LINES, index=False)
-    if draw:
-        from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
-
-        plots.draw_run(folder, summary)
-    write_summary(folder, summary)
 
 
 def write_summary(folder: Path, summary: dict[str, Any]) -> None:
@@ -313,6 +318,7 @@ RESULT_FILES = (
     "extensions.md",
     "pieces.png",
     "pieces.md",
+    "timings.json",  # compnet/timings.py
 )
 
 

@@ -50,6 +50,11 @@ class Target:
         values = [self.fn(*v) for v in rows] if self.dim > 1 else [self.fn(v) for v in rows]
         return torch.tensor(values, dtype=torch.float64).to(x.dtype).view(x.shape[:1] if self.dim > 1 else x.shape)
 
+    def values(self, x: np.ndarray) -> np.ndarray:
+        """`self(x)` for a numpy array x [N] (no torch: the figures' helper processes do not import it), the
+        same numbers: each point in float64, then rounded to x's dtype."""
+        return np.array([self.fn(v) for v in np.asarray(x, dtype=np.float64).tolist()]).astype(x.dtype)
+
 
 def _power(n: int) -> Callable[[float], float]:
     def f(v: float) -> float:

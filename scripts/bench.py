@@ -8,7 +8,8 @@
    trains one trial after another, so it is timed on 5 of them and scaled; one intra-op thread), and compnet's engine on the same trials (same starting weights) with torch's ops and with the fused kernel;
 2. Tables 1 and 2 together (4 targets × 5 methods × 30 trials = 600 networks, paper epochs) through the
    `compnet train` command, as one experiment: with plots=false and with its figures drawn (the default, what
-   a user waits for); training time (summary.json's wall_seconds) and the whole process; `--more` adds the
+   a user waits for); training time (summary.json's wall_seconds) and the whole process, and where the rest
+   went (the run's timings.json: start-up, analysis, writing, figures; compnet/timings.py); `--more` adds the
    fused engine on one worker and torch's ops, `--before DIR` the same two runs of the compnet package in DIR
    (an earlier commit's: `git archive C compnet | tar -x -C DIR`), side by side;
 3. scaling: µs per network-step of both stages (fused kernel; both loops in C, `kernel.bind_adam`) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
@@ -120,13 +121,33 @@ def tables_run(trials: int, workers: int, engine: str, plots: bool = False, sour
         wall, _, peak = child(cmd, cwd=tmp, env=env)
         summaries = [json.loads(f.read_text()) for f in Path(tmp).rglob("summary.json")]
         figures = len(list(Path(tmp).rglob("*.png")))
+        timings = [json.loads(f.read_text()) for f in Path(tmp).rglob("timings.json")]  # compnet/timings.py
     return {
         "process": wall,
         "training": summaries[0]["wall_seconds"],
         "networks": sum(s["n_trials"] for s in summaries),
         "figures": figures,
         "peak_mib": peak,
+        "timings": timings[0] if timings else {},
     }
+
+
+PHASES = ("startup", "analysis", "writing", "figures")
+
+
+def breakdown(r: dict) -> str:
+    """Where a run's time outside training went (its timings.json), and after the run until the process ended."""
+    t = r["timings"]
+    if not t:
+        return "    (no timings.json: a compnet before it)"
+    parts = [f"{k} {t[k]:.2f}" for k in PHASES if k in t] + [f"after the run {r['process'] - t['total']:.2f}"]
+    line = "    outside training (s): " + ", ".join(parts)
+    if h := t.get("figure_helpers"):
+        line += (
+            f"\n    figure helpers: {h['helpers']}, ready {h['warm_up']:.2f} s after start; {h['figures']} figures,"
+            f" {h['cpu']:.2f} s of their CPU ({h['seconds']:.2f} s wall)"
+        )
+    return line
 
 
 def point(trials: int, depth: int, epochs: int) -> dict:
@@ -240,6 +261,7 @@ def main() -> None:
                 f"  {name:24s} {r['training']:8.2f} s   {r['process']:8.2f} s   {r['process'] - r['training']:8.2f} s"
                 f"   (peak memory {r['peak_mib']:.0f} MiB)"
             )
+            print(breakdown(r))
         print(f"  the figures                             {drawn['process'] - plain['process']:8.2f} s")
         if args.before:
             print(f"      before                              {runs[3][1]['process'] - runs[2][1]['process']:8.2f} s")

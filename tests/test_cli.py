@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from compnet import kernel
 from compnet.cli import main
@@ -87,9 +88,15 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
         "loss.png",
         "layers.png",
         "train.log",
+        "timings.json",
     ):
         assert (run / f).is_file(), f
     assert (run / ".hydra" / "config.yaml").is_file()
+    timings = json.loads((run / "timings.json").read_text())  # the figures were drawn by helper processes
+    phases = ("startup", "training", "analysis", "writing", "figures")
+    assert all(timings[k] >= 0 for k in phases) and sum(timings[k] for k in phases) <= timings["total"] + 0.01
+    assert timings["figure_helpers"]["figures"] == 3
+    assert "timings (s): startup" in (run / "train.log").read_text()  # its last line: flushed at the quick exit
     trials = pd.read_csv(run / "trials.csv")
     assert TRIAL_COLUMNS | {"mse_pretrain", "pieces_pretrain"} <= set(trials.columns)
     assert list(trials.trial) == [0, 1, 2]
@@ -106,11 +113,13 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
     compnet(tmp_path, "train", "target=x3", "init=manifold", *TINY, "plots=false")
     again = pd.read_csv(run_dirs(tmp_path)[-1] / "trials.csv")
     pd.testing.assert_frame_equal(trials, again)
-    # the figures are redrawn from the saved results
-    for f in ("fit.png", "loss.png"):
+    # the figures are redrawn from the saved results (in this process: the pixels the helpers drew)
+    drawn = {f: np.asarray(Image.open(run / f)) for f in ("fit.png", "loss.png")}
+    for f in drawn:
         (run / f).unlink()
     out = compnet(tmp_path, "plot", str(run)).stdout
     assert (run / "fit.png").is_file() and "loss.png" in out
+    assert all(np.array_equal(np.asarray(Image.open(run / f)), pixels) for f, pixels in drawn.items())
 
 
 @pytest.mark.slow

@@ -1,0 +1,112 @@
+"""How figures are written and who draws them: compnet's PNG writer against savefig's, targets evaluated
+without torch for the figures, and the figure helper processes of compnet/painter.py."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+import compnet
+from compnet import painter, plots, runs
+from compnet.targets import TARGETS, train_grid
+
+TINY = ["trials=3", "epochs=4", "points=30"]
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGBA"))
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_png_writer_keeps_savefigs_pixels_and_metadata(tmp_path, transparent):
+    fig = Figure(figsize=(3, 2), dpi=110)
+    ax = fig.subplots()
+    ax.plot(np.linspace(0, 1, 50), np.linspace(0, 1, 50) ** 3, lw=0.8, alpha=0.5, label="x³")
+    ax.set_title("a title, and a legend")
+    ax.legend()
+    if transparent:  # an alpha channel that is not all 255: written as RGBA
+        fig.patch.set_alpha(0.3)
+    fig.savefig(tmp_path / "savefig.png")
+    plots._save(fig, tmp_path / "ours.png")
+    ours = Image.open(tmp_path / "ours.png")
+    assert ours.mode == ("RGBA" if transparent else "RGB")
+    assert np.array_equal(_pixels(tmp_path / "ours.png"), _pixels(tmp_path / "savefig.png"))
+    assert ours.info["Software"].startswith("Matplotlib version")
+    assert ours.info["dpi"] == pytest.approx((110, 110), abs=0.01)
+    canvas = FigureCanvasAgg(Figure(figsize=(1, 1), dpi=50))  # an empty, opaque figure: all white
+    canvas.draw()
+    plots._png(canvas, tmp_path / "white.png")
+    assert (_pixels(tmp_path / "white.png") == 255).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_targets_without_torch_are_the_same_numbers(dtype):
+    x = torch.cat([train_grid(501, dtype), torch.tensor([0.1, 1 / 3, 0.7], dtype=dtype)])
+    for name, target in TARGETS.items():
+        if target.dim > 1:
+            continue
+        values = target.values(x.numpy())
+        assert values.dtype == x.numpy().dtype
+        assert np.array_equal(values, target(x).numpy()), name
+
+
+def test_helpers_draw_the_figures_this_process_draws(tmp_path):
+    """Every figure of an experiment redrawn by two helpers, one job per figure: the pixels drawn in this process."""
+    run = compnet.train("experiment=table1", "experiment.methods=[enforced,default]", *TINY, out=tmp_path / "run")
+    copies = []
+    for s in run.summaries:
+        copy = tmp_path / "copy" / os.path.basename(s["folder"])
+        shutil.copytree(s["folder"], copy)
+        for name in runs.FIGURES:
+            (copy / name).unlink()
+        copies.append(copy)
+    with painter.Painter(2, warm={"depths": (5,)}) as p:
+        assert p.ready()
+        for copy, summary in zip(copies, run.summaries):
+            for name in runs.FIGURES:
+                p.submit("compnet.plots", "draw_run", copy, summary, (name,))
+        p.wait()
+        # nothing handed to them made them import torch (a TorchVersion in produced_by did: ~2 s each)
+        assert [p.wait([job]) or job.result for job in [p.submit("compnet.painter", "imported", "torch")]] == [False]
+    for s, copy in zip(run.summaries, copies):
+        for name in runs.FIGURES:
+            assert np.array_equal(_pixels(copy / name), _pixels(f"{s['folder']}/{name}")), (copy, name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (ended, not yet reaped by its parent) is not running
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_a_failed_figure_raises_here_and_no_helper_outlives_the_painter(tmp_path):
+    p = painter.Painter(2)
+    assert p.ready()
+    pids = p.pids
+    assert len(set(pids)) == 2 and all(_alive(pid) for pid in pids)  # the second forked from the first
+    ok = p.submit("compnet.plots", "figures_of", tmp_path)
+    bad = p.submit("compnet.plots", "draw_run", tmp_path / "no-such-run", {"method": "enforced"}, ("fit.png",))
+    with pytest.raises(painter.DrawingError, match="FileNotFoundError"):
+        p.wait()
+    assert ok.done and ok.result == runs.FIGURES and bad.error
+    gone = p.submit("os", "_exit", 3)  # a helper that dies: its job fails, the other helper still draws
+    with pytest.raises(painter.DrawingError, match="ended"):
+        p.wait([gone])
+    after = p.submit("compnet.plots", "figures_of", tmp_path)
+    p.wait([after])
+    assert after.result == runs.FIGURES
+    p.close()
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
