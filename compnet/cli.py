@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +122,11 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     _ROOT.clear()
     _FAILED.clear()
     _PAINTER.clear()
-    _MODE.clear()
     if prog is None and (refused := _precheck(cmd, rest)):
         return refused
     sys.argv = [prog or f"compnet {cmd}", *rest]
     try:
-        with _known_mode():
-            hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
+        hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
             print(f"compnet {cmd}: {len(_FAILED)} job(s) failed: {'; '.join(_FAILED)}", file=sys.stderr)
             return 1
@@ -145,24 +143,6 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
 _ROOT: list[Path] = []  # the run or sweep folder of the running app, for the interruption message
 _FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local launcher runs them in this process)
 _PAINTER: list[Any] = []  # a single run's figure helpers (compnet/painter.py), started by _precheck
-_MODE: list[Any] = []  # a single run's Hydra mode (hydra.mode), read by _precheck from the config it composed
-
-
-@contextlib.contextmanager
-def _known_mode() -> Iterator[None]:
-    """Hydra composes a run's configuration twice: once only to read hydra.mode (`Hydra.get_mode`, ~0.2-0.4 s),
-    then to run. The pre-check has composed it already (the same overrides): its hydra.mode is used instead."""
-    from hydra._internal.hydra import Hydra
-
-    if not _MODE or not hasattr(Hydra, "get_mode"):
-        yield
-        return
-    original, mode = Hydra.get_mode, _MODE[0]
-    Hydra.get_mode = lambda self, config_name, overrides: mode
-    try:
-        yield
-    finally:
-        Hydra.get_mode = original
 
 
 def _precheck(cmd: str, overrides: list[str]) -> int:
@@ -177,7 +157,7 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
 
     try:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
-        run_dir, mode = Path(cfg.hydra.run.dir), cfg.hydra.mode
+        run_dir = Path(cfg.hydra.run.dir)
         with open_dict(cfg):
             del cfg["hydra"]
         commands.check(cfg, cmd)
@@ -187,7 +167,6 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
             if cfg.plots:  # the figures' helpers import matplotlib while this process imports torch
                 with contextlib.suppress(OSError):  # none could start: the figures are drawn here
                     _PAINTER[:] = [_painter(cfg)]
-        _MODE[:] = [mode]
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e, cmd)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
