@@ -8,6 +8,10 @@ matrix product to BLAS (MKL fuses multiply and add on an FMA machine, in most co
 dozen memory-bound passes over [T, 4, N] activations per step; the kernel walks the points in blocks of a
 SIMD register's worth and keeps a block's activations in registers (forward and backward ≈4× faster).
 
+`bind_adam` runs a training loop in C: each step the pass into Adam's gradient buffer and Adam's update, as
+`optim.adam` computes it (the same bits); with an `encoder.Encoder`, pretraining's step, the encoding of
+[θ, s_1, s] into the layers before the pass (kernel.c includes encode.c) and its backward after it.
+
 The kernel's numbers are the same on every x86-64 machine, bit for bit: a block is always 32 bytes (8
 floats, 4 doubles; `describe()` reads the lane counts from the build), not the machine's vector width, so
 every sum runs in the same order; and it is compiled with -ffp-contract=off, so that no product is fused
@@ -17,7 +21,7 @@ the last bit). -march=native only chooses the instructions: the tests check that
 x86-64 (SSE2) build give identical bits.
 
 kernel.c is compiled at first use by the machine's C compiler (`$CC`, else `cc`) with FLAGS and cached in
-`$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the source, the whole compiler
+`$XDG_CACHE_HOME/compnet` (~/.cache/compnet), under a name that hashes the sources, the whole compiler
 command (all of `$CC`'s words, the compiler's version), the flags and the CPU, so a cache shared between
 machines never runs code built for another CPU or by another command. `engine=auto` (the default) uses it
 where it builds and torch's ops elsewhere; `engine=fused` insists.
