@@ -17,7 +17,10 @@ stay busy to the end.
 - A helper does not import torch: targets are evaluated point by point in float64, as the engine does
   (`Target.values`). A network of blocks is drawn by the main process (blockplots evaluates it with torch).
 - A figure that fails raises `DrawingError` in the main process, with the helper's traceback; a helper that
-  cannot start (no matplotlib, …) leaves the figures to the main process, as without a painter.
+  cannot start (no matplotlib, …) leaves the figures to the main process, as without a painter. A helper that
+  ends while drawing (killed, out of memory) hands its figure to another; with none left, the main process
+  draws the figures no helper had started. A figure on which two helpers end, or the last one, fails
+  (`DrawingError`): it may be what ended them.
 - Ctrl-C stops the main process only (the helpers ignore SIGINT); closing their pipes ends them.
 """
 
@@ -70,6 +73,7 @@ class Job:
     error: str | None = None
     seconds: float = 0.0  # the helper's time on it: wall clock, and its own CPU time
     cpu: float = 0.0
+    deaths: int = 0  # helpers that ended while drawing it
 
 
 @dataclass
@@ -139,10 +143,14 @@ class Painter:
             except (EOFError, OSError, ValueError, pickle.UnpicklingError):
                 message = None
             with self._lock:
-                if message is None:  # the helper is gone: its job (and any later one) cannot be drawn there
+                if message is None:  # the helper is gone (killed, out of memory): its job goes to another
                     helper.dead = True
-                    if helper.job is not None:
-                        helper.job.done, helper.job.error, helper.job = True, "the helper process ended", None
+                    if (job := helper.job) is not None:
+                        helper.job, job.deaths = None, job.deaths + 1
+                        if job.deaths > 1:  # a second helper ended on it: the figure's doing, not theirs
+                            job.done, job.error = True, "the helper process ended, twice on this figure"
+                        else:
+                            self._queue.appendleft(job)
                 elif message[0] == "ready":
                     helper.ready, helper.pid = True, message[1]
                 elif message[0] == "failed":
@@ -204,7 +212,8 @@ class Painter:
                     pass
 
     def wait(self, jobs: list[Job] | None = None) -> None:
-        """Until `jobs` (default: every job submitted) are drawn; raise DrawingError for the first that failed."""
+        """Until `jobs` (default: every job submitted) are drawn; raise DrawingError for the first that failed.
+        Jobs left when every helper has ended are drawn here, in this process."""
         with self._lock:
             jobs = list(self._jobs) if jobs is None else jobs
 
@@ -213,16 +222,21 @@ class Painter:
                 return all(job.done for job in jobs) or not live
 
             self._lock.wait_for(settled)
-            if not all(job.done for job in jobs):
-                raise DrawingError(f"the figure helper processes have ended before drawing every figure{self._why()}")
+            left = [job for job in jobs if not job.done]
+            for job in left:
+                if job in self._queue:
+                    self._queue.remove(job)
+        for job in left:  # one a helper ended on might be what ended it: not tried in this process
+            if job.deaths:
+                job.error, job.done = "the helper process ended while drawing it, and no other is left", True
+                continue
+            ok, value, job.seconds, job.cpu = _call(job.module, job.function, job.args, job.kwargs)
+            job.result, job.error, job.done = (value, None, True) if ok else (None, value, True)
         for job in jobs:
             if job.error:
                 raise DrawingError(
                     f"{job.module}.{job.function}{job.args[:1]} failed in a helper process:\n{job.error}"
                 )
-
-    def _why(self) -> str:
-        return f":\n{self._failed}" if self._failed else ""
 
     def close(self) -> None:
         """End the helpers (their pipes closed; killed if they do not end within a few seconds) and wait for them."""
@@ -294,11 +308,21 @@ def serve(fds: list[int]) -> None:
     os._exit(0)  # as a fork: matplotlib's and pandas' teardown would only delay the command's exit
 
 
-def _serve(inp: Any, out: Any) -> None:
-    """Say `ready`, then run each job sent on `inp` until it closes; the result, or the traceback, on `out`."""
+def _call(module: str, function: str, args: tuple, kwargs: dict) -> tuple[bool, Any, float, float]:
+    """`module.function(*args, **kwargs)`: (True, its result) or (False, the traceback), wall and CPU seconds."""
     import importlib
     import traceback
 
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        ok, value = True, getattr(importlib.import_module(module), function)(*args, **kwargs)
+    except Exception:
+        ok, value = False, traceback.format_exc()
+    return ok, value, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _serve(inp: Any, out: Any) -> None:
+    """Say `ready`, then run each job sent on `inp` until it closes; the result, or the traceback, on `out`."""
     try:
         _send(out, ("ready", os.getpid()))
     except OSError:
@@ -308,12 +332,7 @@ def _serve(inp: Any, out: Any) -> None:
             module, function, args, kwargs = _receive(inp)
         except EOFError:
             return
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            ok, value = True, getattr(importlib.import_module(module), function)(*args, **kwargs)
-        except Exception:
-            ok, value = False, traceback.format_exc()
-        message = (ok, value, time.perf_counter() - t0, time.process_time() - c0)
+        message = _call(module, function, args, kwargs)
         try:
             _send(out, message)
         except (OSError, pickle.PicklingError):

@@ -3,6 +3,7 @@ without torch for the figures, and the figure helper processes of compnet/painte
 
 import os
 import shutil
+import signal
 import time
 
 import numpy as np
@@ -89,22 +90,27 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_a_failed_figure_raises_here_and_no_helper_outlives_the_painter(tmp_path):
-    p = painter.Painter(2)
+def test_a_failed_figure_raises_a_killed_helpers_figures_are_drawn_and_no_helper_outlives_them(tmp_path):
+    p = painter.Painter(3)
     assert p.ready()
     pids = p.pids
-    assert len(set(pids)) == 2 and all(_alive(pid) for pid in pids)  # the second forked from the first
+    assert len(set(pids)) == 3 and all(_alive(pid) for pid in pids)  # the others forked from the first
     ok = p.submit("compnet.plots", "figures_of", tmp_path)
     bad = p.submit("compnet.plots", "draw_run", tmp_path / "no-such-run", {"method": "enforced"}, ("fit.png",))
     with pytest.raises(painter.DrawingError, match="FileNotFoundError"):
         p.wait()
     assert ok.done and ok.result == runs.FIGURES and bad.error
-    gone = p.submit("os", "_exit", 3)  # a helper that dies: its job fails, the other helper still draws
-    with pytest.raises(painter.DrawingError, match="ended"):
+    os.kill(pids[0], signal.SIGKILL)  # a helper killed from outside: the others draw what it was handed
+    moved = [p.submit("compnet.plots", "figures_of", tmp_path) for _ in range(3)]
+    p.wait(moved)
+    assert [job.result for job in moved] == [runs.FIGURES] * 3
+    gone = p.submit("os", "_exit", 3)  # a figure that ends its helper and the one it goes to next: it fails
+    with pytest.raises(painter.DrawingError, match="twice on this figure"):
         p.wait([gone])
-    after = p.submit("compnet.plots", "figures_of", tmp_path)
-    p.wait([after])
-    assert after.result == runs.FIGURES
+    assert gone.deaths == 2 and not any(_alive(pid) for pid in pids)
+    here = p.submit("compnet.plots", "figures_of", tmp_path)  # no helper left: drawn in this process
+    p.wait([here])
+    assert here.result == runs.FIGURES
     p.close()
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
