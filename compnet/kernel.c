@@ -147,19 +147,20 @@ static inline real VEC(lanesum)(const VEC(vec) *a, int64_t stride)
     return sum;
 }
 
-/* S vectors of points, k … k+S−1, through one trial (forward, MSE, and with `grad` the backward into the
-   per-lane sums): each vector as it would be alone, its sums added in the vectors' order. Always inlined, and
-   called with `plain` and S constants: `plain` = 1 for dense layers on one input (the paper's networks), whose
-   copy then compiles without block offsets (a step 1.16× slower otherwise). Vector k's part of a block is
-   k % PARTS: S is a multiple of PARTS, and k of S. */
+/* S = STREAMS vectors of points, k … k+S−1, through one trial (forward, MSE, and with `grad` the backward into
+   the per-lane sums): each vector as it would be alone, its sums added in the vectors' order. Always inlined,
+   and called with `plain` a constant: 1 for dense layers on one input (the paper's networks), whose copy then
+   compiles without block offsets (a step 1.16× slower otherwise). Vector k's part of a block is k % PARTS:
+   S is a multiple of PARTS, and k of S. */
 static inline __attribute__((always_inline)) void VEC(vectors)(
-    const int plain, const int S, int64_t k, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L,
+    const int plain, int64_t k, int64_t t, int64_t N, int64_t nv, int64_t n, int64_t L,
     const int64_t *dims, const int64_t *G, const int64_t *NO, const int64_t *NI, int64_t width, const real *const *w,
     const int64_t *w_stride, const real *const *b, const int64_t *b_stride, const VEC(vec) *xs, const VEC(vec) *ys,
     const VEC(mask) *valid, VEC(vec) *h, VEC(vec) *d, VEC(vec) *acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
 {
     typedef VEC(vec) vec;
     typedef VEC(mask) mask;
+    enum { S = STREAMS };
     const int64_t hs = (L + 1) * width, ds = 2 * width, as = na; /* strides: streams, and parts */
     for (int s = 0; s < S; s++) {
         if (plain || n == 1)
@@ -295,7 +296,7 @@ static inline __attribute__((always_inline)) void VEC(points)(
     VEC(vec) *h, VEC(vec) *d, VEC(vec) *acc, int64_t na, int64_t nw, int grad, VEC(vec) *sse)
 {
     for (int64_t k = 0; k < nv; k += STREAMS)
-        VEC(vectors)(plain, STREAMS, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys,
+        VEC(vectors)(plain, k, t, N, nv, n, L, dims, G, NO, NI, width, w, w_stride, b, b_stride, xs, ys,
                      valid, h, d, acc, na, nw, grad, sse);
 }
 
