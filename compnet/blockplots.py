@@ -2,7 +2,7 @@
 
 - fit.png (a cell): a 1-D target with the best, median and worst trial and their error on a fine grid of its
   domain (log axis); a 2-D target as heatmaps of the target, the best trial and its |error|;
-- loss.png (a cell): `plots.draw_loss`;
+- loss.png (a cell): the plain network's (`plots._draw_loss`);
 - fits-<target>.png (an experiment): the best trial of every method side by side: 1-D, one curve each and
   their errors; 2-D, a row per method with its fit and |error| on one colour scale.
 """
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from compnet.methods import method_label, method_order
 from compnet.model import Shapes, forward
-from compnet.plots import _margins, _ranked, draw_loss
+from compnet.plots import _decades, _draw_loss, _losses, _margins, _ranked
 from compnet.targets import domain_grid, get_target
 
 FINE = {1: 1001, 2: 101}  # points per axis of the figures' grids
@@ -64,7 +64,8 @@ def _truth(summary: dict[str, Any], weights: Any) -> _Truth:
 def draw_cell(folder: Path, summary: dict[str, Any]) -> list[Path]:
     trials = pd.read_csv(folder / "trials.csv")
     with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
-        draw_loss(folder / "loss.png", summary, losses)
+        loss, switch = _losses(losses)
+        _draw_loss(folder / "loss.png", summary, loss, switch, _decades([loss]))
         ranked, truth = _ranked(trials), _truth(summary, weights)
         if ranked:
             pred = _predict(summary, weights, list(ranked.values()), truth.x)

@@ -14,6 +14,7 @@ sweep fails that job, not the sweep.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
@@ -93,6 +94,9 @@ def train(cfg: Any, out: Path | None, painter: Any = None) -> Any:
     phases.add("analysis", time.perf_counter() - t0 - wall)
     single = not is_experiment(cfg)
     cells, drawing = [], []  # drawing: (folder, summary, the painter's jobs) of cells whose summary waits
+    # a target's plain cells are drawn together once all are written (plots.draw_cells: shared limits)
+    sizes = collections.Counter(r.cell.target for r in results if not r.network)
+    written: dict[str, list[tuple[Path, dict]]] = {}
     for r in results:
         with phases("writing"):
             trials, pieces = runs.trials_frame(r), runs.pieces_frame(r)
@@ -105,16 +109,17 @@ def train(cfg: Any, out: Path | None, painter: Any = None) -> Any:
 
                     tblog.write_events(folder, r, summary)
                 runs.write_data(folder, r, trials, pieces)
-            if cfg.plots and painter is not None and "network" not in summary:  # blockplots uses torch: here
-                names = runs.FIGURES + ("pieces.png",) * (pieces is not None)
-                jobs = [painter.submit("compnet.plots", "draw_run", folder, summary, (name,)) for name in names]
-                drawing.append((folder, summary, jobs))
+            if cfg.plots and not r.network:
+                group = written.setdefault(r.cell.target, [])
+                group.append((folder, summary))
+                if len(group) == sizes[r.cell.target]:
+                    drawing += _draw(group, painter, len(sizes), phases)
             else:
-                if cfg.plots:
+                if cfg.plots:  # a network of blocks: blockplots evaluates it with torch, so here
                     from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
 
                     with phases("figures"):
-                        plots.draw_run(folder, summary)
+                        plots.draw_cells([folder], [summary])
                 with phases("writing"):
                     runs.write_summary(folder, summary)  # last: it marks the cell finished
             summary["folder"] = str(folder)
@@ -170,6 +175,35 @@ def train(cfg: Any, out: Path | None, painter: Any = None) -> Any:
         timings = phases.write(out, {"figure_helpers": painter.stats()} if painter is not None else {})
         log.info("timings (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if isinstance(v, float)))
     return run
+
+
+def _draw(group: list[tuple[Path, dict]], painter: Any, groups: int, phases: Any) -> list[tuple[Path, dict, list]]:
+    """The figures of a target's cells (`plots.draw_cells`). Without a painter: drawn here, then each cell's
+    summary.json written; returns []. With one: a job per figure and share of the cells, about two per helper
+    in all (`groups` targets), the limits from all of them; returns (folder, summary, the jobs drawing its
+    figures) per cell, whose summary waits for those jobs."""
+    from compnet import runs
+
+    folders, summaries = [f for f, _ in group], [s for _, s in group]
+    if painter is None:
+        from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
+
+        with phases("figures"):
+            plots.draw_cells(folders, summaries)
+        with phases("writing"):
+            for folder, summary in group:
+                runs.write_summary(folder, summary)  # last: it marks the cell finished
+        return []
+    shares = max(1, min(len(group), round(2 * painter.n / groups)))
+    names = runs.FIGURES + ("pieces.png",) * (folders[0] / runs.PIECES).is_file()
+    jobs: list[list] = [[] for _ in group]
+    for share in range(shares):
+        only = list(range(share, len(group), shares))
+        for name in names:
+            job = painter.submit("compnet.plots", "draw_cells", folders, summaries, (name,), only)
+            for i in only:
+                jobs[i].append(job)
+    return [(folder, summary, cell_jobs) for (folder, summary), cell_jobs in zip(group, jobs)]
 
 
 def classify(cfg: Any, out: Path | None) -> Any:
@@ -297,21 +331,39 @@ def table(
 def plot(paths: list[Path]) -> int:
     """`compnet plot`: redraw every run folder's figures from what it holds on disk; a folder whose files
     cannot be read is named and skipped."""
-    from compnet import plots
+    from compnet import plots, runs
 
     folders = sorted({f.parent for path in paths for f in path.rglob("summary.json")})
     if not folders:
         print(f"compnet plot: error: no run (summary.json) under {', '.join(map(str, paths))}", file=sys.stderr)
         return 1
-    failed = 0
+    unreadable = (OSError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile)  # corrupt files
+    failed, readable = [], []
     for folder in folders:
         try:
-            for f in plots.draw_run(folder):
+            readable.append((folder, runs.read_summary(folder)))
+        except unreadable as e:
+            failed.append((folder, e))
+    by_run: dict[Path, list] = {}  # a target's cells in one experiment are drawn together, as the run drew them
+    for folder, summary in readable:
+        run = folder.parent if summary.get("cells_in_batch", 1) > 1 else folder  # an experiment's cell, or a run
+        by_run.setdefault(run, []).append((folder, summary))
+    for cells in by_run.values():
+        for group in plots.groups([s for _, s in cells]):
+            try:
+                drawn = plots.draw_cells([cells[i][0] for i in group], [cells[i][1] for i in group])
+            except unreadable:  # one of them: each on its own, to name it (the others get their own limits)
+                drawn = []
+                for i in group:
+                    try:
+                        drawn += plots.draw_cells([cells[i][0]], [cells[i][1]])
+                    except unreadable as e:
+                        failed.append((cells[i][0], e))
+            for f in drawn:
                 print(f)
-        except (OSError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile) as e:  # corrupt files
-            print(f"compnet plot: skipped {folder}: unreadable ({type(e).__name__}: {e})", file=sys.stderr)
-            failed += 1
-    return 1 if failed == len(folders) else 0
+    for folder, e in failed:
+        print(f"compnet plot: skipped {folder}: unreadable ({type(e).__name__}: {e})", file=sys.stderr)
+    return 1 if len(failed) == len(folders) else 0
 
 
 def _output_dir() -> Path:

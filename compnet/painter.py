@@ -6,9 +6,10 @@ matplotlib, on one core. A `Painter` is a few helper processes (one per core, at
 by the command line as soon as it knows that a run will draw (after composing its configuration, before torch
 is imported): they import matplotlib and pandas and build and draw each figure once while the main process
 imports torch on another core, and then wait, idle, until training is over. Each draws the figures it is
-handed from what the run folder holds (`plots.draw_run(..., names=...)`), so what it draws is what `compnet
-plot` redraws; the main process writes the run's files and hands out the figures one at a time, so both cores
-stay busy to the end.
+handed from what the run folder holds (`plots.draw_cells(..., names=...)`), so what it draws is what `compnet
+plot` redraws; the main process writes the run's files and, once a target's cells are written, hands out
+their figures as jobs (a figure of a share of the cells, about two per helper in all: a helper draws the
+axes of a figure once for its share), so every core stays busy to the end.
 
 - One helper imports and warms up (~2 s of one core, beside the main process's ~3 s of start-up on another);
   on Linux it then forks the others from itself, warm. `ready()` waits for them before training starts, so

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +30,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from compnet.methods import method_label, method_order
 from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
@@ -82,11 +83,12 @@ def _preactivations(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) 
     return out
 
 
-def _log_axis(ax: Any) -> None:
+def _log_axis(ax: Any, axis: str = "y") -> None:
     """A log axis labelled 10⁻³ in plain text: matplotlib's default labels are mathtext, parsed and laid
     out per label and per figure, a large part of a small figure's cost; minor ticks unlabelled."""
-    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    along = ax.yaxis if axis == "y" else ax.xaxis
+    along.set_major_formatter(FuncFormatter(_power_of_ten))
+    along.set_minor_formatter(NullFormatter())
 
 
 def _power_of_ten(v: float, _pos: Any = None) -> str:
@@ -119,32 +121,76 @@ _REUSED = _Reused()
 RANKS = {"best": "tab:green", "median": "tab:blue", "worst": "tab:red"}
 
 
-class _Fit(NamedTuple):
-    fig: Figure
-    axes: tuple[Any, Any]
-    target: Any  # the target's line
-    ranked: list[Any]  # a line per ranked trial
-    errors: list[Any]  # their pointwise errors
-    points: Any  # the training points
-    legend: Any
+class _Backdrop:
+    """A figure drawn in two layers (Agg blitting): its background (axes, ticks, tick labels, axis labels:
+    most of a figure's cost) drawn once per `key` (its limits and labels) and kept as pixels, and each
+    cell's own artists (`animated`) drawn over it. The cells of one target share their limits
+    (`draw_cells`), so one background serves them all. The pixels are those of drawing the background,
+    then the cell's artists, in a fresh figure: a cell's lines lie over the axes' frame, not under it."""
+
+    KEEP = 16  # backgrounds kept per figure (an 840×840 one is 2.8 MB), the oldest dropped first
+
+    def __init__(self, fig: Figure, animated: list[Any]) -> None:
+        self.fig, self.canvas, self.animated = fig, FigureCanvasAgg(fig), animated
+        for artist in animated:
+            artist.set_animated(True)  # left out of canvas.draw(): the background
+        self.backgrounds: dict[Hashable, Any] = {}
+
+    def background(self, key: Hashable) -> None:
+        """The canvas holds the background of `key` (the figure's limits and labels being set for it)."""
+        if key in self.backgrounds:
+            self.canvas.restore_region(self.backgrounds[key])
+            return
+        self.canvas.draw()
+        self.backgrounds[key] = self.canvas.copy_from_bbox(self.fig.bbox)
+        if len(self.backgrounds) > self.KEEP:
+            del self.backgrounds[next(iter(self.backgrounds))]
+
+    def save(self, path: Path, key: Hashable) -> None:
+        """Write the figure as it stands (limits set, data in place) over the background of `key`."""
+        self.background(key)
+        for artist in self.animated:
+            self.fig.draw_artist(artist)
+        _png(self.canvas, path)
 
 
-def _build_fit(n: int) -> _Fit:
-    fig = Figure(figsize=(7, 7), dpi=120)
-    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
-    target = ax.plot([0, 1], [0, 1], "k", lw=2.5, alpha=0.35, label="target")[0]
-    colors = list(RANKS.values())[:n]
-    ranked = [ax.plot([0, 1], [0, 1], color=c, lw=1, label=" ")[0] for c in colors]
-    errors = [ax_err.semilogy([0, 1], [1, 1], color=c, lw=0.8)[0] for c in colors]
-    points = ax.plot([0, 1], [0, 1], ".", color="gray", ms=2, label="points")[0]
-    ax.set_ylabel("y")
-    ax_err.set(xlabel="x", ylabel="|network − target|")
-    _log_axis(ax_err)
-    return _Fit(fig, (ax, ax_err), target, ranked, errors, points, ax.legend(fontsize=8))
+def _decades(values: list[np.ndarray]) -> tuple[float, float]:
+    """Log-axis limits at whole decades around the positive finite `values` (with a little room)."""
+    shown = np.concatenate([v[np.isfinite(v) & (v > 0)].ravel() for v in values])
+    if not shown.size:
+        return 1e-3, 1.0
+    return 10.0 ** np.floor(np.log10(shown.min() / 1.2)), 10.0 ** np.ceil(np.log10(shown.max() * 1.2))
 
 
-def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
-    user = "y" in weights  # a user's target: its training points, in the network's units (u, v)
+class _Fit(_Backdrop):
+    def __init__(self, n: int) -> None:
+        fig = Figure(figsize=(7, 7), dpi=120)
+        self.axes = ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, 0.8, 0.4, hspace=0.1))
+        self.target = ax.plot([0, 1], [0, 1], "k", lw=2.5, alpha=0.35, label="target")[0]
+        colors = list(RANKS.values())[:n]
+        self.ranked = [ax.plot([0, 1], [0, 1], color=c, lw=1, label=" ")[0] for c in colors]
+        self.errors = [ax_err.semilogy([0, 1], [1, 1], color=c, lw=0.8)[0] for c in colors]
+        self.points = ax.plot([0, 1], [0, 1], ".", color="gray", ms=2, label="points")[0]
+        ax.set_xlim(-0.05, 1.05)  # x (u for a user's target) spans [0, 1]: matplotlib's 5% margins
+        ax_err.set_ylabel("|network − target|")
+        _log_axis(ax_err)
+        self.legend = ax.legend(fontsize=8)
+        super().__init__(fig, [self.target, *self.ranked, *self.errors, self.points, self.legend, ax.title])
+
+
+class _FitData(NamedTuple):
+    user: bool  # a user's target: drawn in the network's units (u, v)
+    x: np.ndarray
+    y: np.ndarray  # the target at x
+    pred: np.ndarray  # [ranked, N] the best, median and worst trial at x
+    errors: np.ndarray  # [ranked, N] their |network − target|
+    points: tuple[np.ndarray, np.ndarray]
+    labels: list[str]  # the legend's
+    title: str
+
+
+def _fit_data(summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> _FitData:
+    user = "y" in weights
     if user:
         order = np.argsort(weights["x"], kind="stable")
         x, y = (weights[k][order].astype(np.float64) for k in ("x", "y"))
@@ -155,109 +201,104 @@ def draw_fit(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights:
         y, label = target.values(x), target_label(summary["target"])
         ys = target.values(weights["x"])
     ranked = _ranked(trials)
-    rows = list(ranked.values())
-    pred = _preactivations(_network(weights["final"][rows], settings_recorded(summary)["depth"]), x)[-1][:, 0]
-    f = _REUSED.get(("fit", len(ranked)), lambda: _build_fit(len(ranked)))
-    ax, ax_err = f.axes
-    f.target.set_data(x, y)
-    labels = [f"target {label}"]
+    pred = _preactivations(_network(weights["final"][list(ranked.values())], settings_recorded(summary)["depth"]), x)
+    pred = pred[-1][:, 0]
     units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
-    for i, ((name, t), line, err) in enumerate(zip(ranked.items(), f.ranked, f.errors)):
-        line.set_data(x, pred[i])
-        err.set_data(x, np.maximum(np.abs(pred[i] - y), 1e-16))
-        labels.append(f"{name} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})")
-    f.points.set_data(weights["x"], ys)
+    labels = [f"target {label}"]
+    labels += [
+        f"{k} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})" for k, t in ranked.items()
+    ]
     labels.append(f"{len(ys)} training points")
-    for text, label in zip(f.legend.get_texts(), labels):
+    title = f"{_title(summary)}, {summary['n_trials']} trials"
+    return _FitData(user, x, y, pred, np.maximum(np.abs(pred - y), 1e-16), (weights["x"], ys), labels, title)
+
+
+def _draw_fit(path: Path, d: _FitData, error_limits: tuple[float, float]) -> None:
+    """The top panel spans the target (its training points, for a user's target) with matplotlib's 5%
+    margins, whatever the trials do: a trial that leaves it shows by how much in the error panel below."""
+    f = _REUSED.get(("fit", len(d.pred)), lambda: _Fit(len(d.pred)))
+    ax, ax_err = f.axes
+    f.target.set_data(d.x, d.y)
+    for line, err, pred, error in zip(f.ranked, f.errors, d.pred, d.errors):
+        line.set_data(d.x, pred)
+        err.set_data(d.x, error)
+    f.points.set_data(*d.points)
+    for text, label in zip(f.legend.get_texts(), d.labels):
         text.set_text(label)
-    for a in f.axes:
-        a.relim()
-        a.autoscale_view()
-    ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if user else "y")
-    ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if user else "x")
-    ax.set_title(f"{_title(summary)}, {summary['n_trials']} trials", y=1.0)  # y: see _TITLE
-    _save(f.fig, path)
+    lo, hi = min(d.y.min(), d.points[1].min()), max(d.y.max(), d.points[1].max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    ax.set_ylim(lo - pad, hi + pad)
+    ax_err.set_ylim(error_limits)
+    ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if d.user else "y")
+    ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if d.user else "x")
+    ax.set_title(d.title, y=1.0)  # y: see _TITLE
+    f.save(path, (d.user, ax.get_ylim(), error_limits))
 
 
-class _Loss(NamedTuple):
-    fig: Figure
-    ax: Any
-    curves: LineCollection  # every trial's loss, one collection (30 Line2D cost 30 artists' setup and draw)
-    switch: Any  # the pretraining / raw-weight boundary and its label
-    label: Any
+class _Loss(_Backdrop):
+    def __init__(self) -> None:
+        fig = Figure(figsize=(7, 4), dpi=120)
+        self.ax = ax = fig.subplots(gridspec_kw=_margins(7, 4, left=0.8, top=0.4))
+        # every trial's loss in one collection (30 Line2D cost 30 artists' setup and draw)
+        self.curves = LineCollection([], color="tab:blue", lw=0.6, alpha=0.5)
+        ax.add_collection(self.curves)
+        ax.set_yscale("log")
+        _log_axis(ax)
+        self.switch = ax.axvline(0, color="k", ls="--", lw=1)  # the pretraining / raw-weight boundary
+        self.label = ax.text(0, 1, " raw weights freed", va="top", fontsize=8)
+        ax.set(xlabel="epoch", ylabel="MSE")
+        super().__init__(fig, [self.curves, self.switch, self.label, ax.title])
 
 
-def _build_loss() -> _Loss:
-    fig = Figure(figsize=(7, 4), dpi=120)
-    ax = fig.subplots(gridspec_kw=_margins(7, 4, left=0.8, top=0.4))
-    curves = LineCollection([], color="tab:blue", lw=0.6, alpha=0.5)
-    ax.add_collection(curves)
-    ax.set_yscale("log")
-    _log_axis(ax)
-    switch = ax.axvline(0, color="k", ls="--", lw=1)
-    label = ax.text(0, 1, " raw weights freed", va="top", fontsize=8)
-    ax.set(xlabel="epoch", ylabel="MSE")
-    return _Loss(fig, ax, curves, switch, label)
+def _losses(losses: Any) -> tuple[np.ndarray, int]:
+    """Every trial's loss per epoch, both stages [epochs, trials], and where the raw stage starts (0: no
+    pretraining)."""
+    if "loss_pretrain" not in losses:
+        return losses["loss_train"], 0
+    return np.concatenate([losses["loss_pretrain"], losses["loss_train"]]), len(losses["loss_pretrain"])
 
 
-def draw_loss(path: Path, summary: dict[str, Any], losses: Any) -> None:
-    parts = [losses["loss_pretrain"]] if "loss_pretrain" in losses else []
-    parts.append(losses["loss_train"])
-    loss = np.concatenate(parts)  # [epochs, trials]
-    f = _REUSED.get(("loss",), _build_loss)
+def _draw_loss(path: Path, summary: dict[str, Any], loss: np.ndarray, switch: int, limits: tuple[float, float]) -> None:
+    f = _REUSED.get(("loss",), _Loss)
     epochs = np.arange(len(loss), dtype=float)
     f.curves.set_segments([np.column_stack([epochs, col]) for col in loss.T])
-    shown = loss[np.isfinite(loss) & (loss > 0)]
-    lo, hi = (shown.min(), shown.max()) if shown.size else (1e-3, 1.0)
-    pad = (hi / lo) ** 0.05 if hi > lo else 2.0  # matplotlib's 5% margins, on the log axis
     f.ax.set_xlim(-0.05 * len(loss), 1.05 * (len(loss) - 1))
-    f.ax.set_ylim(lo / pad, hi * pad)
-    f.switch.set_visible(len(parts) == 2)
-    f.label.set_visible(len(parts) == 2)
-    if len(parts) == 2:
-        f.switch.set_xdata([len(parts[0]) - 0.5] * 2)
-        f.label.set_position((len(parts[0]), hi * pad))
+    f.ax.set_ylim(limits)
+    f.switch.set_visible(switch > 0)
+    f.label.set_visible(switch > 0)
+    f.switch.set_xdata([switch - 0.5] * 2)
+    f.label.set_position((switch, limits[1]))
     f.ax.set_title(f"{_title(summary)}: loss of every trial", y=1.0)  # y: see _TITLE
-    _save(f.fig, path)
+    f.save(path, (f.ax.get_xlim(), limits))
 
 
-class _Layers:
-    """The layers figure, drawn once without its data; each cell then restores that background and draws only
-    its lines, legend and title over it (Agg blitting): the 2·depth panels' axes, ticks and labels never
-    change, since every neuron is scaled to [−1, 1]."""
+class _Layers(_Backdrop):
+    """The layers figure: its 2·depth panels' axes, ticks, labels and legend never change (every neuron is
+    scaled to [−1, 1]), so its background is drawn once and each cell draws only its lines and title."""
 
     def __init__(self, depth: int) -> None:
-        self.fig = Figure(figsize=(2.6 * depth, 5), dpi=110)
-        self.canvas = FigureCanvasAgg(self.fig)
-        margins = _margins(2.6 * depth, 5, left=0.8, top=0.75, hspace=0.3, wspace=0.12)
+        fig = Figure(figsize=(2.6 * depth, 5), dpi=110)
+        margins = _margins(2.6 * depth, 5, left=0.8, top=1.0, hspace=0.3, wspace=0.12)
         # every neuron is scaled to its own peak, so every panel spans [−1, 1]: one shared y axis, labelled once
-        axes = self.fig.subplots(2, depth, squeeze=False, sharex=True, sharey=True, gridspec_kw=margins)
+        axes = fig.subplots(2, depth, squeeze=False, sharex=True, sharey=True, gridspec_kw=margins)
         self.lines = []  # per panel, a line per neuron
         for row, stage in enumerate(("start", "trained")):
             for k in range(depth):
                 ax = axes[row, k]
                 ax.axhline(0, color="k", lw=0.6)
                 labels = [f"neuron {i + 1}" for i in range(4)]
-                self.lines.append(ax.plot([0, 1], np.zeros((2, 4)), lw=0.9, label=labels, animated=True))
+                self.lines.append(ax.plot([0, 1], np.zeros((2, 4)), lw=0.9, label=labels))
                 ax.set_title(f"{stage}: layer {k + 1}", fontsize=9)
         axes[0, 0].set(xlim=(-0.05, 1.05), ylim=(-1.1, 1.1))
         axes[0, 0].set_ylabel("pre-activation / its max")
-        self.legend = axes[0, 0].legend(fontsize=7)
-        self.title = self.fig.suptitle(" ")
-        for artist in (self.legend, self.title):
-            artist.set_animated(True)
-        self.canvas.draw()
-        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
-
-    def save(self, path: Path, title: str) -> None:
-        self.canvas.restore_region(self.background)
-        self.title.set_text(title)
-        for artist in [*(line for panel in self.lines for line in panel), self.legend, self.title]:
-            self.fig.draw_artist(artist)
-        _png(self.canvas, path)
+        # in the top margin, under the title: inside a panel it would hide some cell's lines
+        fig.legend(handles=self.lines[0], loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / 5), ncols=4,
+                   fontsize=8, frameon=False)  # fmt: skip
+        self.title = fig.suptitle(" ")
+        super().__init__(fig, [*(line for panel in self.lines for line in panel), self.title])
 
 
-def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
+def _draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> None:
     ranked = _ranked(trials)
     if not ranked:
         return
@@ -272,7 +313,8 @@ def draw_layers(path: Path, summary: dict[str, Any], trials: pd.DataFrame, weigh
             scaled = z[0] / np.maximum(np.abs(z[0]).max(1, keepdims=True), 1e-300)
             for line, row in zip(next(panels), scaled):
                 line.set_data(x, row)
-    f.save(path, f"Pre-activations of the best trial ({trials.loc[t, 'trial']}), {_title(summary)}")
+    f.title.set_text(f"Pre-activations of the best trial ({trials.loc[t, 'trial']}), {_title(summary)}")
+    f.save(path, ())
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -375,30 +417,63 @@ def draw_pieces_experiment(folder: Path, summaries: list[dict[str, Any]], pieces
     return path
 
 
-def draw_run(folder: Path, summary: dict[str, Any] | None = None, names: tuple[str, ...] | None = None) -> list[Path]:
-    """fit.png, loss.png and layers.png of a run folder (`summary`: its summary, if not yet on disk), and
-    pieces.png where it has pieces.csv; `names`: only those of them (`figures_of` lists them)."""
-    summary = read_summary(folder) if summary is None else summary
-    if "network" in summary:  # a network of blocks, or its dense control: its own figures
-        from compnet import blockplots
+def draw_cells(
+    folders: list[Path],
+    summaries: list[dict[str, Any]] | None = None,
+    names: tuple[str, ...] | None = None,
+    only: list[int] | None = None,
+) -> list[Path]:
+    """fit.png, loss.png and layers.png of run folders (`summaries`: theirs, if not yet on disk), and
+    pieces.png where one has pieces.csv; `names`: only those of them (`figures_of` lists them). The folders
+    are the cells of one target (`groups`: an experiment's methods and depths, or one run): their fits'
+    error panels share their limits, and so do their loss axes, so that they compare side by side, and a
+    figure's background is drawn once for them all (`_Backdrop`). `only`: draw the figures of these of them
+    (their indices), the limits still from all. A network of blocks, or its dense control: blockplots."""
+    summaries = [read_summary(f) for f in folders] if summaries is None else summaries
+    only = range(len(folders)) if only is None else only
+    drawn, fits, curves = [], {}, {}
+    for i, (folder, summary) in enumerate(zip(folders, summaries)):
+        if "network" in summary:
+            continue
+        wanted = figures_of(folder) if names is None else names
+        trials = pd.read_csv(folder / "trials.csv") if {"fit.png", "layers.png"} & set(wanted) else None
+        with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
+            if "fit.png" in wanted:
+                fits[i] = _fit_data(summary, trials, weights)
+            if "loss.png" in wanted:
+                curves[i] = _losses(losses)
+            if "layers.png" in wanted and i in only:
+                _draw_layers(folder / "layers.png", summary, trials, weights)
+    error_limits = _decades([d.errors for d in fits.values()]) if fits else None
+    loss_limits = _decades([loss for loss, _ in curves.values()]) if curves else None
+    for i in only:
+        folder, summary = folders[i], summaries[i]
+        if "network" in summary:
+            from compnet import blockplots
 
-        return blockplots.draw_cell(folder, summary)
-    names = figures_of(folder) if names is None else names
-    trials = pd.read_csv(folder / "trials.csv") if {"fit.png", "layers.png"} & set(names) else None
-    with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
-        if "fit.png" in names:
-            draw_fit(folder / "fit.png", summary, trials, weights)
-        if "loss.png" in names:
-            draw_loss(folder / "loss.png", summary, losses)
-        if "layers.png" in names:
-            draw_layers(folder / "layers.png", summary, trials, weights)
-    if "pieces.png" in names:
-        draw_pieces(folder / "pieces.png", summary, pd.read_csv(folder / PIECES))
-    return [folder / name for name in names]
+            drawn += blockplots.draw_cell(folder, summary)
+            continue
+        wanted = figures_of(folder) if names is None else names
+        if i in fits:
+            _draw_fit(folder / "fit.png", fits[i], error_limits)
+        if i in curves:
+            _draw_loss(folder / "loss.png", summary, *curves[i], loss_limits)
+        if "pieces.png" in wanted:
+            draw_pieces(folder / "pieces.png", summary, pd.read_csv(folder / PIECES))
+        drawn += [folder / name for name in wanted]
+    return drawn
+
+
+def groups(summaries: list[dict[str, Any]]) -> list[list[int]]:
+    """The cells (indices) whose figures `draw_cells` draws together: those of one target."""
+    by_target: dict[str, list[int]] = {}
+    for i, s in enumerate(summaries):
+        by_target.setdefault(s["target"], []).append(i)
+    return list(by_target.values())
 
 
 def figures_of(folder: Path) -> tuple[str, ...]:
-    """The figures `draw_run` draws in a (plain network's) run folder."""
+    """The figures `draw_cells` draws in a (plain network's) run folder."""
     return FIGURES + ("pieces.png",) * (folder / PIECES).is_file()
 
 
@@ -408,10 +483,10 @@ def warm(depths: tuple[int, ...] = ()) -> None:
     compnet/painter.py do this while the main process starts up)."""
     import io
 
-    for f in (_REUSED.get(("fit", 3), lambda: _build_fit(3)).fig, _REUSED.get(("loss",), _build_loss).fig):
-        f.savefig(io.BytesIO(), format="rgba")
+    for f in (_REUSED.get(("fit", 3), lambda: _Fit(3)).fig, _REUSED.get(("loss",), _Loss).fig):
+        f.savefig(io.BytesIO(), format="rgba")  # every artist, the animated ones too
     for depth in depths:
-        _REUSED.get(("layers", depth), lambda d=depth: _Layers(d))
+        _REUSED.get(("layers", depth), lambda d=depth: _Layers(d)).background(())
     pd.read_csv(io.StringIO("trial,mse\n0,1.0\n"))
 
 
@@ -420,8 +495,14 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
     targets = sorted({s["target"] for s in summaries}, key=target_order)
     labels = row_labels(summaries)
     rows = row_order(summaries, labels)
-    fig = Figure(figsize=(4.5 * len(targets), 0.6 * len(rows) + 1.8), layout="tight")
-    axes = fig.subplots(1, len(targets), squeeze=False, sharey=True)
+    fig = Figure(dpi=120)
+    canvas = FigureCanvasAgg(fig)
+    # fixed margins, the rows' labels measured: a tight layout draws the figure twice (1.1 of its 2 s)
+    left = max(Text(text=r, figure=fig).get_window_extent(canvas.get_renderer()).width for r in rows) / fig.dpi
+    width, height = 4.5 * len(targets) + left, 0.6 * len(rows) + 1.8
+    fig.set_size_inches(width, height)
+    margins = _margins(width, height, left=left + 0.3, top=0.75, wspace=0.08) | {"bottom": 0.65 / height}
+    axes = fig.subplots(1, len(targets), squeeze=False, sharey=True, gridspec_kw=margins)
     for ax, target in zip(axes[0], targets):
         for s, label in zip(summaries, labels):
             if s["target"] != target:
@@ -430,6 +511,8 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
             yrow = rows.index(label) + np.linspace(-0.15, 0.15, len(tr))
             ax.scatter(tr[metric].clip(lower=1e-12), yrow, c=np.where(tr["collapsed"], "tab:red", "tab:blue"), s=9)
         ax.set_xscale("log")
+        _log_axis(ax, "x")
+        ax.xaxis.set_minor_locator(NullLocator())  # ~60 minor ticks a panel: half the figure's cost
         ax.set_title(target)
         ax.set_xlabel(metric.replace("_", " ").replace("mse", "MSE"))
         ax.grid(axis="x", alpha=0.3)
@@ -437,7 +520,7 @@ def draw_trials(folder: Path, summaries: list[dict[str, Any]], metric: str = "ms
     axes[0][0].invert_yaxis()
     fig.suptitle("every trial (red: collapsed)")
     path = folder / "trials.png"
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     return path
 
 

@@ -45,7 +45,7 @@ SUMMARY = "summary.json"
 PIECES = "pieces.csv"
 LINES = "lines.csv"  # a 2-D network's exact pieces along lines (compnet/extensions.py)
 STAGES = ("start", "pretrained", "final")  # the weights.npz arrays that hold networks, in training order
-FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_run)
+FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_cells)
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's (logger=tensorboard, tblog.write_events)
@@ -245,26 +245,8 @@ def summary_of(r: CellResult, trials: pd.DataFrame, cfg: Any, wall: float, n_cel
     return s | {"settings": settings, "produced_by": produced_by()}
 
 
-def write_cell(
-    folder: Path,
-    r: CellResult,
-    trials: pd.DataFrame,
-    summary: dict[str, Any],
-    draw: bool = False,
-    pieces: pd.DataFrame | None = None,
-) -> None:
-    """Everything of a cell (pieces.csv where there are `pieces`), its figures (`draw`) drawn from what is on
-    disk, then summary.json."""
-    write_data(folder, r, trials, pieces)
-    if draw:
-        from compnet import plots  # matplotlib costs ~0.6 s of start-up: only when drawing
-
-        plots.draw_run(folder, summary)
-    write_summary(folder, summary)
-
-
 def write_data(folder: Path, r: CellResult, trials: pd.DataFrame, pieces: pd.DataFrame | None = None) -> None:
-    """A cell's files but its figures and summary.json (see `write_cell`)."""
+    """A cell's files but its figures and summary.json (written last: `write_summary`)."""
     folder.mkdir(parents=True, exist_ok=True)
     losses = {"loss_train": r.loss_train.numpy()}
     weights = {"start": r.start.numpy(), "final": r.final.numpy(), "x": r.x.numpy()}

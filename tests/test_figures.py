@@ -58,7 +58,8 @@ def test_targets_without_torch_are_the_same_numbers(dtype):
 
 
 def test_helpers_draw_the_figures_this_process_draws(tmp_path):
-    """Every figure of an experiment redrawn by two helpers, one job per figure: the pixels drawn in this process."""
+    """Every figure of an experiment redrawn by two helpers, one job per figure and cell (each helper's kept
+    backgrounds differ from this process's), the limits from all of a target's cells: the pixels drawn here."""
     run = compnet.train("experiment=table1", "experiment.methods=[enforced,default]", *TINY, out=tmp_path / "run")
     copies = []
     for s in run.summaries:
@@ -67,17 +68,30 @@ def test_helpers_draw_the_figures_this_process_draws(tmp_path):
         for name in runs.FIGURES:
             (copy / name).unlink()
         copies.append(copy)
+    groups = plots.groups(run.summaries)
+    assert sorted(sorted(run.summaries[i]["target"] for i in g) for g in groups) == [["x11"] * 2, ["x3"] * 2]
     with painter.Painter(2, warm={"depths": (5,)}) as p:
         assert p.ready()
-        for copy, summary in zip(copies, run.summaries):
-            for name in runs.FIGURES:
-                p.submit("compnet.plots", "draw_run", copy, summary, (name,))
+        for group in groups:
+            folders, summaries = [copies[i] for i in group], [run.summaries[i] for i in group]
+            for i in range(len(group)):
+                for name in runs.FIGURES:
+                    p.submit("compnet.plots", "draw_cells", folders, summaries, (name,), [i])
         p.wait()
         # nothing handed to them made them import torch (a TorchVersion in produced_by did: ~2 s each)
         assert [p.wait([job]) or job.result for job in [p.submit("compnet.painter", "imported", "torch")]] == [False]
     for s, copy in zip(run.summaries, copies):
         for name in runs.FIGURES:
             assert np.array_equal(_pixels(copy / name), _pixels(f"{s['folder']}/{name}")), (copy, name)
+
+
+def test_a_targets_cells_share_their_log_axes_at_whole_decades():
+    errors = [np.array([[3e-7, 0.05], [np.nan, 1e-3]]), np.array([[2e-5, np.inf, 0.0]])]
+    assert plots._decades(errors) == (1e-7, 0.1)  # 3e-7/1.2 → 1e-7 below, 0.05·1.2 → 0.1 above
+    assert plots._decades([np.array([0.09])]) == (0.01, 1.0)  # room: 0.09·1.2 > 0.1
+    assert plots._decades([np.array([np.nan])]) == (1e-3, 1.0)
+    summaries = [{"target": t} for t in ("x3", "sin", "x3", "tanh", "sin")]
+    assert plots.groups(summaries) == [[0, 2], [1, 4], [3]]
 
 
 def _alive(pid: int) -> bool:
@@ -96,7 +110,7 @@ def test_a_failed_figure_raises_a_killed_helpers_figures_are_drawn_and_no_helper
     pids = p.pids
     assert len(set(pids)) == 3 and all(_alive(pid) for pid in pids)  # the others forked from the first
     ok = p.submit("compnet.plots", "figures_of", tmp_path)
-    bad = p.submit("compnet.plots", "draw_run", tmp_path / "no-such-run", {"method": "enforced"}, ("fit.png",))
+    bad = p.submit("compnet.plots", "draw_cells", [tmp_path / "no-such-run"], [{"method": "enforced"}], ("fit.png",))
     with pytest.raises(painter.DrawingError, match="FileNotFoundError"):
         p.wait()
     assert ok.done and ok.result == runs.FIGURES and bad.error

@@ -61,7 +61,7 @@ def test_summary_is_written_last_and_atomically(tmp_path, monkeypatch):
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "draw_run", interrupted)
+    monkeypatch.setattr(plots, "draw_cells", interrupted)
     with pytest.raises(KeyboardInterrupt):
         compnet.train("trials=2", "epochs=3", "points=20", "plots=true", out=tmp_path)
     assert (tmp_path / "trials.csv").is_file() and not (tmp_path / "summary.json").exists()
@@ -140,7 +140,7 @@ def test_an_experiment_tabulates_and_draws_its_pieces(tmp_path):
     assert rows[("x3", "Default network")][1] == "—" and rows[("x3", "Default network")][3:] == ["5", "32"]  # d, 2^d
     assert len(res.pieces) == 4 * 2 * 3 + 2 * 2 * 3  # trials × epochs 0, 2, 4: both stages, or the raw one
     assert plots.draw_pieces_experiment(tmp_path, res.summaries, res.pieces).is_file()
-    assert tmp_path / "x3-enforced" / "pieces.png" in plots.draw_run(tmp_path / "x3-enforced")
+    assert tmp_path / "x3-enforced" / "pieces.png" in plots.draw_cells([tmp_path / "x3-enforced"])
 
 
 SHARD = ["init=kaiming", "epochs=20", "points=40", "plots=false"]
