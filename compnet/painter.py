@@ -176,12 +176,12 @@ class Painter:
         return ok
 
     def stats(self) -> dict[str, float]:
-        """What the helpers did: how many, their warm-up (start to ready) and their time on the jobs done."""
+        """What the helpers did: how many, their warm-up (start to ready), the jobs done and their time on them."""
         done = [j for j in self._jobs if j.done]
         return {
             "helpers": self.n,
             "warm_up": round((self.ready_at or time.perf_counter()) - self.started, 4),
-            "figures": len(done),
+            "jobs": len(done),
             "seconds": round(sum(j.seconds for j in done), 4),
             "cpu": round(sum(j.cpu for j in done), 4),
         }

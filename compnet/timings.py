@@ -8,8 +8,9 @@
     figures    drawing in this process, plus waiting for the figure helpers (compnet/painter.py) once
                everything else is written;
     total      process start to the end of the run (the command then only prints its table);
-    figure_helpers  where they drew (compnet/painter.py): how many, their start-up to ready, the figures they
-               drew and the time they spent on them (wall clock, and their own CPU time).
+    figure_helpers  where they drew (compnet/painter.py): how many, their start-up to ready, the jobs they
+               did (a figure of a share of a target's cells) and the time they spent on them (wall clock,
+               and their own CPU time).
 
 The phases are measured in this process with one clock, one after another: they add up to `total` (less
 what falls between them, a few milliseconds).

@@ -11,7 +11,8 @@
    a user waits for); training time (summary.json's wall_seconds) and the whole process, and where the rest
    went (the run's timings.json: start-up, analysis, writing, figures; compnet/timings.py); `--more` adds the
    fused engine on one worker and torch's ops, `--before DIR` the same two runs of the compnet package in DIR
-   (an earlier commit's: `git archive C compnet | tar -x -C DIR`), side by side;
+   (an earlier commit's: `git archive C compnet | tar -x -C DIR`), side by side; and a process that only
+   imports torch, the least any run spends above its training (best of three);
 3. scaling: µs per network-step of both stages (fused kernel; both loops in C, `kernel.bind_adam`) at 30, 300 and 3,000 trials (depth 5) and at depth 5, 10, 11, 12 and 16 (300 trials), each point in
    a fresh process, with that process's peak resident memory (wait4's ru_maxrss of that process alone, started
    from a small launcher: Python, torch and every tensor of both stages);
@@ -144,7 +145,7 @@ def breakdown(r: dict) -> str:
     line = "    outside training (s): " + ", ".join(parts)
     if h := t.get("figure_helpers"):
         line += (
-            f"\n    figure helpers: {h['helpers']}, ready {h['warm_up']:.2f} s after start; {h['figures']} figures,"
+            f"\n    figure helpers: {h['helpers']}, ready {h['warm_up']:.2f} s after start; {h.get('jobs', h.get('figures'))} jobs,"
             f" {h['cpu']:.2f} s of their CPU ({h['seconds']:.2f} s wall)"
         )
     return line
@@ -263,6 +264,8 @@ def main() -> None:
             )
             print(breakdown(r))
         print(f"  the figures                             {drawn['process'] - plain['process']:8.2f} s")
+        imported = min(child([sys.executable, "-c", "import torch"])[0] for _ in range(3))
+        print(f"  a process that only imports torch       {imported:8.2f} s   (the least a run spends above training)")
         if args.before:
             print(f"      before                              {runs[3][1]['process'] - runs[2][1]['process']:8.2f} s")
         print(

@@ -95,7 +95,7 @@ def test_train_leaves_a_complete_run_folder(tmp_path):
     timings = json.loads((run / "timings.json").read_text())  # the figures were drawn by helper processes
     phases = ("startup", "training", "analysis", "writing", "figures")
     assert all(timings[k] >= 0 for k in phases) and sum(timings[k] for k in phases) <= timings["total"] + 0.01
-    assert timings["figure_helpers"]["figures"] == 3
+    assert timings["figure_helpers"]["jobs"] == 3  # a run is one cell: a job per figure
     assert "timings (s): startup" in (run / "train.log").read_text()  # its last line: flushed at the quick exit
     trials = pd.read_csv(run / "trials.csv")
     assert TRIAL_COLUMNS | {"mse_pretrain", "pieces_pretrain"} <= set(trials.columns)
