@@ -1,7 +1,9 @@
 """Figures, drawn only from what run folders and region counts hold (so `compnet plot` can redraw them).
 
-- fit.png      the target with the best, median and worst trial, and their pointwise error (log axis);
-- loss.png     every trial's loss per epoch (log axis), the pretraining / raw-weight boundary marked;
+- fit.png      the target with the best, median and worst trial, and their pointwise error (log axis, the
+               same decades for every cell of the target in an experiment);
+- loss.png     every trial's loss per epoch (log axis, shared as fit.png's), the pretraining / raw-weight
+               boundary marked;
 - layers.png   each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
                end (the paper's Figures 5–6): does the triangle structure survive, which layers are wasted;
 - pieces.png   (regions_every=N) linear pieces of every trial against epoch, both stages on one time axis;
@@ -12,7 +14,10 @@
 
 Matplotlib's object-oriented API throughout: no pyplot and no global state, so figures can be drawn from
 worker threads and nothing leaks between them. A run's own three figures are built once per thread and shape
-and redrawn with each cell's data (`_Reused`): an experiment draws them for every cell.
+and redrawn with each cell's data (`_Reused`): an experiment draws them for every cell. Their axes, ticks and
+labels (most of a figure's cost) are drawn once per set of limits and kept as pixels, each cell's lines drawn
+over them (`_Backdrop`); the cells of one target are drawn together with shared limits (`draw_cells`), so
+one set of axes serves them all.
 """
 
 from __future__ import annotations
