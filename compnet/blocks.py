@@ -97,6 +97,26 @@ def squares(n: int, depth: int, dtype: torch.dtype = torch.float64) -> tuple[tor
     return peaks, law_scales(peaks)
 
 
+def squaring(
+    T: int, n: int, depth: int, dtype: torch.dtype, device: torch.device | None = None
+) -> tuple[list[Layer], Layer]:
+    """The composition's fixed part for T trials on [−1, 1]^n: the n squaring blocks' first `depth` layers
+    ([T, 4n, n], then (d − 1) × [T, 4n, 4n] block-diagonal) and the map of their last hidden layer z to the
+    mean square w = w_row · z + w_bias (w_row [T, 1, 4n], w_bias [T]), which the trained block's first layer
+    takes as its input."""
+    sq_peaks, sq_scales = squares(n, depth, dtype)
+    sq = _blocks(sq_peaks.to(device).expand(T, n, -1), sq_scales.to(device).expand(T, n, -1),
+                 torch.full((n,), -1.0, dtype=dtype, device=device))  # fmt: skip
+    (w1, b1), *hidden, (wo, bo) = sq
+    carry = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=dtype, device=device)  # acc without u: F − u
+    proj = 0.5 * torch.eye(n, dtype=dtype, device=device)  # u_i = (x_i + 1)/2
+    w1 = w1 * carry[:, None]
+    first = ((w1 * proj.unsqueeze(1)).reshape(T, 4 * n, n), (0.5 * w1[..., 0] + b1).reshape(T, -1))
+    middle = [(_block_diag(w), b.reshape(T, -1)) for w, b in hidden]
+    # w = 1 + (4/n) Σ_i (wo_i · z_i + bo_i): linear in the squares' last hidden layer z
+    return [first, *middle], ((4 / n) * wo[:, :, 0].reshape(T, 1, 4 * n), 1 + (4 / n) * bo[..., 0].sum(1))
+
+
 def composed_layers(
     peaks: torch.Tensor, scales: torch.Tensor, sign: torch.Tensor, readout: torch.Tensor, n: int
 ) -> list[Layer]:
@@ -104,24 +124,13 @@ def composed_layers(
     read-out [T, 2] (c_0, c_1). Layers: [T, 4n, n], (d − 1) × [T, 4n, 4n] block-diagonal, [T, 4, 4n],
     (d − 1) × [T, 4, 4], [T, 1, 4]."""
     T, _, d1 = peaks.shape
-    sq_peaks, sq_scales = squares(n, d1 - 1, peaks.dtype)
-    sq = _blocks(sq_peaks.to(peaks.device).expand(T, n, -1), sq_scales.to(peaks.device).expand(T, n, -1),
-                 torch.full((n,), -1.0, dtype=peaks.dtype, device=peaks.device))  # fmt: skip
-    (w1, b1), *hidden, (wo, bo) = sq
-    carry = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=peaks.dtype, device=peaks.device)  # acc without u: F − u
-    proj = 0.5 * torch.eye(n, dtype=peaks.dtype, device=peaks.device)  # u_i = (x_i + 1)/2
-    w1 = w1 * carry[:, None]
-    first = ((w1 * proj.unsqueeze(1)).reshape(T, 4 * n, n), (0.5 * w1[..., 0] + b1).reshape(T, -1))
-    middle = [(_block_diag(w), b.reshape(T, -1)) for w, b in hidden]
+    fixed, (w_row, w_bias) = squaring(T, n, d1 - 1, peaks.dtype, peaks.device)
     (h1, hb1), *h_hidden, (ho, hbo) = _blocks(peaks, scales, sign)
-    # w = 1 + (4/n) Σ_i (wo_i · z_i + bo_i): linear in the squares' last hidden layer z
-    w_row = (4 / n) * wo[:, :, 0].reshape(T, 1, 4 * n)
-    w_bias = 1 + (4 / n) * bo[..., 0].sum(1)  # [T]
     h1, hb1 = h1[:, 0], hb1[:, 0]  # [T, 4, 1], [T, 4]
     joint = (h1 * w_row, hb1 + h1[..., 0] * w_bias.unsqueeze(1))
     h_mid = [(w[:, 0], b[:, 0]) for w, b in h_hidden]
     last = (readout[:, 1:].unsqueeze(2) * ho[:, 0], readout[:, :1] + readout[:, 1:] * hbo[:, 0])
-    return [first, *middle, joint, *h_mid, last]
+    return [*fixed, joint, *h_mid, last]
 
 
 def composed_groups(n: int, depth: int) -> list[int]:

@@ -4,7 +4,8 @@ A pretraining step on the fused engine is one kernel call (the layers' loss and 
 of [θ, s_1, s] into layers and the map of the layer gradients back to [θ, s_1, s]. `Encoder` runs both in C
 (compnet/encode.c, built with the kernel) into layer buffers allocated once, which the kernel reads; the 1-D
 network's whole pretraining loop runs there too (`kernel.bind_adam` with an encoder). `SumEncoder` assembles a
-sum of blocks from the blocks' layers in numpy, and takes the kernel's gradients back through the assembly.
+sum of blocks from the blocks' layers in numpy, and takes the kernel's gradients back through the assembly;
+`ComposedEncoder` the same for the composition (fixed squaring blocks feeding one trained block).
 
 The same arithmetic as `model.encode`, `model.law_scales`, `model.encode_vjp` and `model.law_scales_vjp`, which
 stay the reference (torch, any device, autograd-checked); tests/test_stages.py holds this module to them (the
@@ -18,7 +19,7 @@ import ctypes
 import numpy as np
 import torch
 
-from compnet import kernel
+from compnet import blocks, kernel
 from compnet.methods import PEAK_CLAMP
 from compnet.model import Layer, Reparam
 
@@ -149,3 +150,53 @@ class SumEncoder:
         eg[-2][:] = (c[..., None] * g[-2].reshape(T, K, 4)).reshape(T * K, 1, 4)
         eg[-1][:] = (c * g[-1]).reshape(T * K, 1)
         self.enc.vjp(self._blocks(params))
+
+
+class ComposedEncoder:
+    """`blocks.composed_layers` in numpy for a slice of T trials: the squaring part fixed (`blocks.squaring`,
+    written once), the trained block encoded by `Encoder` (its hidden layers are the network's own, in
+    place), its first layer joined to the squares' mean and its last scaled by the read-out; the kernel's
+    gradients taken back through the join and the read-out (their transposes) before `Encoder.vjp`. The same
+    arithmetic as `composed_layers` and autograd through it."""
+
+    def __init__(self, reparam: Reparam, free: torch.Tensor, sign: torch.Tensor, depth: int, n: int):
+        T, dtype = len(free), sign.dtype
+        self.enc = Encoder(reparam, free, sign.repeat(T), depth, dtype)
+        fixed, (w_row, w_bias) = blocks.squaring(T, n, depth, dtype)
+        self.w_row, self.w_bias = w_row.numpy(), w_bias.numpy()
+        joint = torch.zeros(T, 4, 4 * n, dtype=dtype), torch.zeros(T, 4, dtype=dtype)
+        last = torch.zeros(T, 1, 4, dtype=dtype), torch.zeros(T, 1, dtype=dtype)
+        self.joint, self.last = [t.numpy() for t in joint], [t.numpy() for t in last]
+        self.layers: list[Layer] = [(w.contiguous(), b.contiguous()) for w, b in fixed]
+        self.layers += [joint, *self.enc.layers[1:-1], last]
+        self.grads = [torch.empty(t.shape, dtype=dtype) for layer in self.layers for t in layer]
+        self._c = np.zeros((T, 1), dtype=self.w_bias.dtype)  # c_1 of the last `encode`
+
+    def encode(self, params: list[torch.Tensor], readout: np.ndarray) -> list[Layer]:
+        """Write the layers of `composed_layers` for [θ [T, 1, d+1], s_1 [T, 1], s [T, 1, d]] and read-out [T, 2]."""
+        e = self.enc
+        e.encode([p.detach().view(len(p), *p.shape[2:]) for p in params])
+        self.joint[0][:] = e.w1 * self.w_row
+        self.joint[1][:] = e.b1 + e.w1[..., 0] * self.w_bias[:, None]
+        self._c[:] = readout[:, 1:]
+        self.last[0][:] = self._c[..., None] * e.wo
+        self.last[1][:] = readout[:, :1] + self._c * e.bo
+        return self.layers
+
+    def vjp(self, params: list[torch.Tensor]) -> None:
+        """Write dL/d[θ, s_1, s] into the parameters' `.grad` from the kernel's gradients in `self.grads`."""
+        g, eg = [t.numpy() for t in self.grads], [t.numpy() for t in self.enc.grads]
+        joint = 2 * (len(self.enc.layers) - 1)  # the fixed squaring layers' gradients come first
+        gw, gb = g[joint], g[joint + 1]
+        eg[0][:] = (gw * self.w_row).sum(2, keepdims=True) + gb[..., None] * self.w_bias[:, None, None]
+        eg[1][:] = gb
+        for mine, theirs in zip(eg[2:-2], g[joint + 2 : -2]):  # the hidden layers are the block's own
+            mine[:] = theirs
+        eg[-2][:] = self._c[..., None] * g[-2]
+        eg[-1][:] = self._c * g[-1]
+        views = []
+        for p in params:
+            v = p.detach().view(len(p), *p.shape[2:])
+            v.grad = p.grad.view(v.shape)
+            views.append(v)
+        self.enc.vjp(views)

@@ -28,7 +28,7 @@ import torch
 
 from compnet import kernel
 from compnet.batching import Stopwatch, chunked, workers_default
-from compnet.encoder import SumEncoder
+from compnet.encoder import ComposedEncoder, SumEncoder
 from compnet.init import draw_peaks, generators, random_weights, trial_seed
 from compnet.methods import PEAK_INITS, Cell
 from compnet.model import Shapes, forward, law_scales
@@ -114,9 +114,9 @@ def _peaks(gens: list[torch.Generator], d: Design, cfg: Any, dtype: torch.dtype)
 
 def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr: float, workers: int, fused: bool):
     """Adam on every block's (θ, s_1, s) through the block network (`stages.pretrain` for blocks); returns the
-    Fit with params [θ [T, K, d+1], s_1 [T, K], s [T, K, d]]. On the fused engine a sum reading's step has no
-    autograd: `encoder.SumEncoder` writes the layers and maps the kernel's gradients back (the composition's
-    joint layer is left to autograd)."""
+    Fit with params [θ [T, K, d+1], s_1 [T, K], s [T, K, d]]. On the fused engine a step has no autograd:
+    `encoder.SumEncoder` (a sum of blocks) or `encoder.ComposedEncoder` (the composition) writes the layers
+    and maps the kernel's gradients back."""
     K, d1 = peaks.shape[1], peaks.shape[2]
     groups = d.groups(d1 - 1)
 
@@ -142,8 +142,11 @@ def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr:
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, ys = free[sl], y[sl]
 
-        if fused and d.reading != "composed" and x.device.type == "cpu":  # no autograd (encoder.SumEncoder)
-            enc = SumEncoder(reparam, f, d.sign, d1 - 1, d.proj, d.shift, d.margin)
+        if fused and x.device.type == "cpu":  # no autograd (encoder.SumEncoder, encoder.ComposedEncoder)
+            if d.reading == "composed":
+                enc = ComposedEncoder(reparam, f, d.sign, d1 - 1, d.n)
+            else:
+                enc = SumEncoder(reparam, f, d.sign, d1 - 1, d.proj, d.shift, d.margin)
             step = kernel.bind(enc.layers, x, ys, enc.grads, groups)  # the layers are rewritten in place
 
             def loss(p: list[torch.Tensor]) -> torch.Tensor:

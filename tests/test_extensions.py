@@ -148,14 +148,15 @@ def test_a_users_target_that_needs_blocks_trains_as_the_builtin_one(fn, dim, bui
     assert mine.trials.mse.tolist() == theirs.trials.mse.tolist()
 
 
-@pytest.mark.parametrize("reading", ["split", "ridge"])
+@pytest.mark.parametrize("reading", ["split", "ridge", "composed"])
 def test_pretraining_without_autograd_equals_autograd(compose, reading):
-    """The fused engine pretrains a sum of blocks in numpy (encoder.SumEncoder: the layers written in place,
-    the kernel's gradients taken back through the assembly by hand; least-squares read-out every step for
-    ridge); torch's ops differentiate the same network by autograd: the same pretraining in float64, to
-    rounding. (Not the raw stage after it: ridge inputs reach exactly 0 at the domain's ends, where the two
-    engines may take either side of a ReLU.)"""
-    args = ("target=x3_minus_x", "init=manifold", f"blocks.reading={reading}", "blocks.ridge_blocks=3", *SMALL)
+    """The fused engine pretrains a network of blocks in numpy (encoder.SumEncoder, encoder.ComposedEncoder:
+    the layers written in place, the kernel's gradients taken back through the assembly by hand; least-squares
+    read-out every step for ridge); torch's ops differentiate the same network by autograd: the same
+    pretraining in float64, to rounding. (Not the raw stage after it: ridge inputs reach exactly 0 at the
+    domain's ends, where the two engines may take either side of a ReLU.)"""
+    target = "r3" if reading == "composed" else "x3_minus_x"
+    args = (f"target={target}", "init=manifold", f"blocks.reading={reading}", "blocks.ridge_blocks=3", *SMALL)
     (fused,), _ = run(compose(*args, "engine=fused"))
     (ops,), _ = run(compose(*args, "engine=torch"))
     assert (fused.pretrained - ops.pretrained).abs().max() < 1e-9
