@@ -1,9 +1,10 @@
 """Where a `compnet train` run's time goes, written to its folder as timings.json (what `make bench` prints).
 
     startup    process start (or, where the system does not say when that was, compnet's import) to the
-               training clock's start: imports, configuration, the figure helpers' warm-up, start weights;
+               training call: imports, configuration, the figure helpers' warm-up;
     training   the training clock (summary.json's wall_seconds);
-    analysis   the rest of the training call: linear pieces, failures, held-out MSE, outside the clock;
+    analysis   the rest of the training call, outside its clock: start weights, linear pieces, failures,
+               held-out MSE;
     writing    each cell's files (trials.csv, losses.npz, weights.npz, …), summaries, tables;
     figures    drawing in this process, plus waiting for the figure helpers (compnet/painter.py) once
                everything else is written;
