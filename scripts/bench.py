@@ -1,7 +1,7 @@
 """Benchmark: compnet's batched engine against the plain per-trial loop, side by side in one run.
 
     make bench            # or: python scripts/bench.py [--trials 30] [--epochs 1000] [--skip-loop] [--skip-tables]
-                          #     [--skip-scaling] [--skip-blocks] [--more] [--loop-trials 5] [--before DIR] [--repeat 2]
+                          #     [--skip-scaling] [--skip-blocks] [--more] [--loop-trials 5] [--before DIR] [--repeat 3]
 
 1. 30 trials, raw stage, 1000 epochs: the plain loop a researcher writes without compnet (per trial a fresh
    nn.Sequential, 1-4-4-4-4-4-1, PyTorch default init, and its own Adam; `compnet.reference.raw_loop`; it
@@ -211,7 +211,7 @@ def main() -> None:
     p.add_argument("--more", action="store_true", help="Tables 1+2 also on one worker and with torch's ops")
     p.add_argument("--loop-trials", type=int, default=5, help="trials the plain loop is timed on (default 5)")
     p.add_argument("--before", metavar="DIR", help="Tables 1+2 also with the compnet package in DIR (before)")
-    p.add_argument("--repeat", type=int, default=2, help="tries of each Tables 1+2 run, the fastest shown (default 2)")
+    p.add_argument("--repeat", type=int, default=3, help="tries of each Tables 1+2 run, the fastest shown (default 3)")
     p.add_argument("--point", type=int, nargs=3, metavar=("TRIALS", "DEPTH", "EPOCHS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.point:  # one point of the scaling table, in its own process
