@@ -239,8 +239,9 @@ class Painter:
                     f"{job.module}.{job.function}{job.args[:1]} failed in a helper process:\n{job.error}"
                 )
 
-    def close(self) -> None:
-        """End the helpers (their pipes closed; killed if they do not end within a few seconds) and wait for them."""
+    def close(self, now: bool = False) -> None:
+        """End the helpers (their pipes closed; killed if they do not end within a few seconds, or at once
+        with `now`: a refused run does not wait for their warm-up) and wait for them."""
         with self._lock:
             helpers, self._helpers = self._helpers, []
             self._queue.clear()
@@ -251,7 +252,7 @@ class Painter:
                 pass
         for process in dict.fromkeys(h.process for h in helpers):  # a forking helper waits for its forks
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=0 if now else 10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

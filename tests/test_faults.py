@@ -54,6 +54,29 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
     assert list(tmp_path.iterdir()) == []
 
 
+def _figure_helpers() -> set[int]:
+    """Running processes started as compnet's figure helpers (compnet/painter.py)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"compnet.painter import serve" in (proc / "cmdline").read_bytes():
+                found.add(int(proc.name))
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_a_run_refused_after_its_figure_helpers_started_ends_them(tmp_path):
+    """The engine's checks (here: no CUDA) run after the figure helpers start, so that they warm up while
+    torch is imported: a refusal there ends them (none left running) and still leaves no folder."""
+    before = _figure_helpers()
+    p = cli(tmp_path, "train", "device=cuda")  # plots=true, the default: helpers started
+    assert p.returncode == 2 and "device=cuda: torch" in p.stderr, p.stderr
+    assert _figure_helpers() <= before
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_finished_run_folder_is_not_reused_unless_asked(tmp_path):
     compnet_api.train("experiment=table1", "experiment.methods=[default]", *TINY, "regions_every=1", out=tmp_path)
     assert (tmp_path / "pieces.md").is_file()
