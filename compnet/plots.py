@@ -459,6 +459,7 @@ def draw_cells(
             drawn += blockplots.draw_cell(folder, summary)
             continue
         wanted = figures_of(folder) if names is None else names
+        wanted = [n for n in wanted if n != "pieces.png" or (folder / PIECES).is_file()]  # only where counted
         if i in fits:
             _draw_fit(folder / "fit.png", fits[i], error_limits)
         if i in curves:
