@@ -122,15 +122,17 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     _ROOT.clear()
     _FAILED.clear()
     _PAINTER.clear()
-    if prog is None and (refused := _precheck(cmd, rest)):
-        return refused
-    sys.argv = [prog or f"compnet {cmd}", *rest]
     try:
+        if prog is None and (refused := _precheck(cmd, rest)):
+            return refused
+        sys.argv = [prog or f"compnet {cmd}", *rest]
         hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
             print(f"compnet {cmd}: {len(_FAILED)} job(s) failed: {'; '.join(_FAILED)}", file=sys.stderr)
             return 1
     except KeyboardInterrupt:  # between a sweep's jobs, or before the first: Hydra's own code was running
+        for painter in _PAINTER:  # not waiting for figures nobody will see
+            painter.close(now=True)
         done = _finished(_ROOT[0]) if _ROOT else "no job had started"
         print(f"\ncompnet {cmd}: interrupted; {done}", file=sys.stderr)
         return 130
