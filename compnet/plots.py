@@ -1,7 +1,7 @@
 """Figures, drawn only from what run folders and region counts hold (so `compnet plot` can redraw them).
 
-- fit.png      the target with the best, median and worst trial, and their pointwise error (log axis, the
-               same decades for every cell of the target in an experiment);
+- fit.png      the target with the best, median and worst trial, and their pointwise error (log axis); the
+               same axes for every cell of the target in an experiment;
 - loss.png     every trial's loss per epoch (log axis, shared as fit.png's), the pretraining / raw-weight
                boundary marked;
 - layers.png   each hidden layer's pre-activations of the best trial over [0, 1], at the start and at the
@@ -218,9 +218,20 @@ def _fit_data(summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> _F
     return _FitData(user, x, y, pred, np.maximum(np.abs(pred - y), 1e-16), (weights["x"], ys), labels, title)
 
 
-def _draw_fit(path: Path, d: _FitData, error_limits: tuple[float, float]) -> None:
-    """The top panel spans the target (its training points, for a user's target) with matplotlib's 5%
-    margins, whatever the trials do: a trial that leaves it shows by how much in the error panel below."""
+def _fit_limits(fits: list[_FitData]) -> tuple[float, float]:
+    """The top panel's y limits for cells of one target: the target (its training points, for a user's
+    target) and every shown trial, with matplotlib's 5% margins; a trial reaches at most the target's span
+    beyond it (one far off would flatten the others), the error panel below showing by how much it leaves."""
+    lo = min(min(d.y.min(), d.points[1].min()) for d in fits)
+    hi = max(max(d.y.max(), d.points[1].max()) for d in fits)
+    span = hi - lo if hi > lo else 1.0
+    shown = np.concatenate([d.pred[np.isfinite(d.pred)] for d in fits] + [np.array([lo, hi])])
+    lo, hi = max(shown.min(), lo - span), min(shown.max(), hi + span)
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    return float(lo - pad), float(hi + pad)
+
+
+def _draw_fit(path: Path, d: _FitData, limits: tuple[float, float], error_limits: tuple[float, float]) -> None:
     f = _REUSED.get(("fit", len(d.pred)), lambda: _Fit(len(d.pred)))
     ax, ax_err = f.axes
     f.target.set_data(d.x, d.y)
@@ -230,14 +241,12 @@ def _draw_fit(path: Path, d: _FitData, error_limits: tuple[float, float]) -> Non
     f.points.set_data(*d.points)
     for text, label in zip(f.legend.get_texts(), d.labels):
         text.set_text(label)
-    lo, hi = min(d.y.min(), d.points[1].min()), max(d.y.max(), d.points[1].max())
-    pad = 0.05 * (hi - lo) if hi > lo else 0.5
-    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylim(limits)
     ax_err.set_ylim(error_limits)
     ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if d.user else "y")
     ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if d.user else "x")
     ax.set_title(d.title, y=1.0)  # y: see _TITLE
-    f.save(path, (d.user, ax.get_ylim(), error_limits))
+    f.save(path, (d.user, limits, error_limits))
 
 
 class _Loss(_Backdrop):
@@ -449,6 +458,7 @@ def draw_cells(
                 curves[i] = _losses(losses)
             if "layers.png" in wanted and i in only:
                 _draw_layers(folder / "layers.png", summary, trials, weights)
+    limits = _fit_limits(list(fits.values())) if fits else None
     error_limits = _decades([d.errors for d in fits.values()]) if fits else None
     loss_limits = _decades([loss for loss, _ in curves.values()]) if curves else None
     for i in only:
@@ -461,7 +471,7 @@ def draw_cells(
         wanted = figures_of(folder) if names is None else names
         wanted = [n for n in wanted if n != "pieces.png" or (folder / PIECES).is_file()]  # only where counted
         if i in fits:
-            _draw_fit(folder / "fit.png", fits[i], error_limits)
+            _draw_fit(folder / "fit.png", fits[i], limits, error_limits)
         if i in curves:
             _draw_loss(folder / "loss.png", summary, *curves[i], loss_limits)
         if "pieces.png" in wanted:

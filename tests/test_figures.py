@@ -94,6 +94,18 @@ def test_a_targets_cells_share_their_log_axes_at_whole_decades():
     assert plots.groups(summaries) == [[0, 2], [1, 4], [3]]
 
 
+def test_the_fit_panel_shows_every_trial_up_to_the_targets_span_beyond_it():
+    x = np.linspace(0, 1, 11)
+
+    def fit(*preds):  # a cell whose target is x on [0, 1] and whose shown trials are the constants `preds`
+        pred = np.array([np.full_like(x, p) for p in preds])
+        return plots._FitData(False, x, x, pred, np.abs(pred - x), (x, x), [], "")
+
+    assert plots._fit_limits([fit(0.5)]) == pytest.approx((-0.05, 1.05))  # inside: the target's, 5% margins
+    assert plots._fit_limits([fit(0.5), fit(-0.42)]) == pytest.approx((-0.42 - 0.071, 1 + 0.071))  # shared
+    assert plots._fit_limits([fit(50.0, np.nan)]) == pytest.approx((-0.1, 2.1))  # at most the span beyond
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
