@@ -352,13 +352,15 @@ def plot(paths: list[Path]) -> int:
         for group in plots.groups([s for _, s in cells]):
             try:
                 drawn = plots.draw_cells([cells[i][0] for i in group], [cells[i][1] for i in group])
-            except unreadable:  # one of them: each on its own, to name it (the others get their own limits)
-                drawn = []
+            except unreadable:  # one of them: each on its own, to name it; then the others together again
+                ok = []
                 for i in group:
                     try:
-                        drawn += plots.draw_cells([cells[i][0]], [cells[i][1]])
+                        plots.draw_cells([cells[i][0]], [cells[i][1]])
+                        ok.append(i)
                     except unreadable as e:
                         failed.append((cells[i][0], e))
+                drawn = plots.draw_cells([cells[i][0] for i in ok], [cells[i][1] for i in ok]) if ok else []
             for f in drawn:
                 print(f)
     for folder, e in failed:

@@ -172,6 +172,29 @@ def test_corrupt_files_are_skipped_and_named(tmp_path, capsys):
     assert set(frame.run) == {"0-good"}
 
 
+def test_plot_draws_a_targets_readable_cells_together_when_one_is_corrupt(tmp_path, capsys):
+    """An experiment's cells of one target share their axes; with one cell unreadable, `compnet plot` names it
+    and still draws the others together (their shared axes), not each on its own."""
+    import numpy as np
+
+    from compnet import plots
+
+    run = tmp_path / "run"
+    methods = "experiment.methods=[default,enforced,no_pretraining]"
+    compnet_api.train("experiment=table1", "experiment.targets=[x3]", methods, *TINY[:-1], out=run)
+    a, b, bad = run / "x3-default", run / "x3-enforced", run / "x3-no_pretraining"
+    with np.load(a / "losses.npz") as f:  # a's losses six decades lower: b's loss axis alone differs from shared
+        np.savez_compressed(a / "losses.npz", **{k: v * 1e-6 for k, v in f.items()})
+    (bad / "losses.npz").write_bytes(b"not a zip")
+    assert commands.plot([run]) == 0
+    assert f"skipped {bad}: unreadable" in capsys.readouterr().err
+    drawn = (b / "loss.png").read_bytes()
+    plots.draw_cells([b])
+    alone = (b / "loss.png").read_bytes()
+    plots.draw_cells([a, b])
+    assert drawn == (b / "loss.png").read_bytes() != alone
+
+
 @pytest.mark.slow
 def test_unwritable_and_wrong_paths_are_one_line(tmp_path):
     good, _ = _two_runs(tmp_path / "runs")
