@@ -170,8 +170,9 @@ def _precheck(cmd: str, overrides: list[str]) -> int:
                 # engine's check below may already: engine=fused asks the kernel, measured 1.3–1.8 s later)
                 with contextlib.suppress(OSError):  # none could start: the figures are drawn here
                     _PAINTER[:] = [_painter(cfg)]
+        else:
+            runs.check_writable(run_dir)
         commands.check(cfg, cmd)
-        runs.check_writable(run_dir)
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         for painter in _PAINTER:  # refused after all: its helpers end now
             painter.close(now=True)

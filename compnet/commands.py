@@ -164,13 +164,20 @@ def train(cfg: Any, out: Path | None, painter: Any = None) -> Any:
             from compnet import blocks_report  # networks of blocks beside the paper's claim (extensions.md)
 
             blocks_report.write(out, run.summaries, f"compnet train experiment={cfg.experiment.name}")
-    if painter is not None:  # every figure drawn, then each cell's summary.json, which marks it finished
-        with phases("figures"):
-            painter.wait()
-        with phases("writing"):
-            for folder, summary, jobs in drawing:
-                painter.wait(jobs)  # raises if one of its figures failed
+    if painter is not None:  # each cell's summary.json (it marks the cell finished) once its own figures are
+        # drawn, so that a failed figure of the run (trials.png) or of another cell leaves the others finished
+        from compnet.painter import DrawingError
+
+        for folder, summary, jobs in drawing:
+            with phases("figures"):
+                try:
+                    painter.wait(jobs)
+                except DrawingError:  # this cell stays unfinished; the wait below raises the failure
+                    continue
+            with phases("writing"):
                 runs.write_summary(folder, summary)
+        with phases("figures"):
+            painter.wait()  # the run's own figures; raises if any figure failed
     if out is not None:
         timings = phases.write(out, {"figure_helpers": painter.stats()} if painter is not None else {})
         log.info("timings (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if isinstance(v, float)))
@@ -195,7 +202,7 @@ def _draw(group: list[tuple[Path, dict]], painter: Any, groups: int, phases: Any
                 runs.write_summary(folder, summary)  # last: it marks the cell finished
         return []
     shares = max(1, min(len(group), round(2 * painter.n / groups)))
-    names = runs.FIGURES + ("pieces.png",) * (folders[0] / runs.PIECES).is_file()
+    names = tuple(dict.fromkeys(name for folder in folders for name in runs.figures_of(folder)))
     jobs: list[list] = [[] for _ in group]
     for share in range(shares):
         only = list(range(share, len(group), shares))

@@ -75,6 +75,17 @@ class Encoder:
         self._fn[1](len(self.free), ctypes.byref(self.spec), theta, s1, s, self._gw, self._gb, *g)
 
 
+def _as_blocks(params: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """[θ, s_1, s] of a slice ([T, K, …]) as its n = T·K blocks' ([n, …]), each with `.grad` the view of the
+    parameter's own: what `Encoder` reads and writes."""
+    views = []
+    for p in params:
+        v = p.detach().view(n, *p.shape[2:])
+        v.grad = p.grad.view(v.shape)
+        views.append(v)
+    return views
+
+
 def _c(t: torch.Tensor) -> int:
     if not t.is_contiguous():
         raise ValueError("the encoding reads and writes contiguous parameters and gradients")
@@ -106,12 +117,8 @@ class SumEncoder:
         self._views: list[torch.Tensor] = []
 
     def _blocks(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """[θ, s_1, s] of the slice as the blocks' ([T·K, …]), their `.grad` views of the parameters' own."""
-        if not self._views:
-            for p in params:
-                v = p.detach().view(self.T * self.K, *p.shape[2:])
-                v.grad = p.grad.view(v.shape)
-                self._views.append(v)
+        if not self._views:  # Adam's parameters and gradients stay the same tensors from step to step
+            self._views = _as_blocks(params, self.T * self.K)
         return self._views
 
     def encode(self, params: list[torch.Tensor], readout: np.ndarray) -> list[Layer]:
@@ -171,11 +178,14 @@ class ComposedEncoder:
         self.layers += [joint, *self.enc.layers[1:-1], last]
         self.grads = [torch.empty(t.shape, dtype=dtype) for layer in self.layers for t in layer]
         self._c = np.zeros((T, 1), dtype=self.w_bias.dtype)  # c_1 of the last `encode`
+        self._views: list[torch.Tensor] = []
 
     def encode(self, params: list[torch.Tensor], readout: np.ndarray) -> list[Layer]:
         """Write the layers of `composed_layers` for [θ [T, 1, d+1], s_1 [T, 1], s [T, 1, d]] and read-out [T, 2]."""
         e = self.enc
-        e.encode([p.detach().view(len(p), *p.shape[2:]) for p in params])
+        if not self._views:  # as SumEncoder's: the same tensors every step
+            self._views = _as_blocks(params, len(self._c))
+        e.encode(self._views)
         self.joint[0][:] = e.w1 * self.w_row
         self.joint[1][:] = e.b1 + e.w1[..., 0] * self.w_bias[:, None]
         self._c[:] = readout[:, 1:]
@@ -194,9 +204,4 @@ class ComposedEncoder:
             mine[:] = theirs
         eg[-2][:] = self._c[..., None] * g[-2]
         eg[-1][:] = self._c * g[-1]
-        views = []
-        for p in params:
-            v = p.detach().view(len(p), *p.shape[2:])
-            v.grad = p.grad.view(v.shape)
-            views.append(v)
-        self.enc.vjp(views)
+        self.enc.vjp(self._views)

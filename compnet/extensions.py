@@ -142,7 +142,7 @@ def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr:
     def fit(sl: slice | torch.Tensor, report: Report | None) -> Fit:
         f, ys = free[sl], y[sl]
 
-        if fused and x.device.type == "cpu":  # no autograd (encoder.SumEncoder, encoder.ComposedEncoder)
+        if fused:  # no autograd (encoder.SumEncoder, encoder.ComposedEncoder); the fused engine is CPU-only
             if d.reading == "composed":
                 enc = ComposedEncoder(reparam, f, d.sign, d1 - 1, d.n)
             else:
@@ -157,8 +157,7 @@ def pretrain_blocks(d: Design, reparam: Any, peaks, free, x, y, epochs: int, lr:
         else:
 
             def loss(p: list[torch.Tensor]) -> torch.Tensor:
-                layers = build(p, f, ys)
-                return kernel.mlp_mse(layers, x, ys, groups) if fused else batch_mse(layers, x, ys, fused=False)
+                return batch_mse(build(p, f, ys), x, ys, fused=False)
 
         s = law_scales(peaks[sl])
         return adam([reparam.theta(peaks[sl]), s[..., 0].clone(), s], loss, epochs, lr, report=report)

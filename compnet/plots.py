@@ -39,7 +39,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from compnet.methods import method_label, method_order
-from compnet.runs import FIGURES, PIECES, STAGES, cell_of, read_summary, settings_recorded
+from compnet.runs import PIECES, STAGES, cell_of, figures_of, read_summary, settings_recorded
 from compnet.shards import read_trials
 from compnet.tables import row_labels, row_order
 from compnet.targets import get_target, target_label, target_order
@@ -449,8 +449,9 @@ def draw_cells(
     for i, (folder, summary) in enumerate(zip(folders, summaries)):
         if "network" in summary:
             continue
-        wanted = figures_of(folder) if names is None else names
-        trials = pd.read_csv(folder / "trials.csv") if {"fit.png", "layers.png"} & set(wanted) else None
+        wanted = [n for n in figures_of(folder) if names is None or n in names]
+        drawn_here = "fit.png" in wanted or ("layers.png" in wanted and i in only)
+        trials = pd.read_csv(folder / "trials.csv") if drawn_here else None  # fit: every cell's, for the limits
         with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
             if "fit.png" in wanted:
                 fits[i] = _fit_data(summary, trials, weights)
@@ -468,8 +469,7 @@ def draw_cells(
 
             drawn += blockplots.draw_cell(folder, summary)
             continue
-        wanted = figures_of(folder) if names is None else names
-        wanted = [n for n in wanted if n != "pieces.png" or (folder / PIECES).is_file()]  # only where counted
+        wanted = [n for n in figures_of(folder) if names is None or n in names]
         if i in fits:
             _draw_fit(folder / "fit.png", fits[i], limits, error_limits)
         if i in curves:
@@ -486,11 +486,6 @@ def groups(summaries: list[dict[str, Any]]) -> list[list[int]]:
     for i, s in enumerate(summaries):
         by_target.setdefault(s["target"], []).append(i)
     return list(by_target.values())
-
-
-def figures_of(folder: Path) -> tuple[str, ...]:
-    """The figures `draw_cells` draws in a (plain network's) run folder."""
-    return FIGURES + ("pieces.png",) * (folder / PIECES).is_file()
 
 
 def warm(depths: tuple[int, ...] = ()) -> None:

@@ -49,6 +49,13 @@ FIGURES = ("fit.png", "loss.png", "layers.png")  # a cell's figures (plots.draw_
 TABLE_FILES = ("table.md", "table.tex", "table.csv")  # a table of several cells (tables.write_tables)
 DEPTH_FILES = ("depth.md", "depth.csv", "depth.png")  # an experiment over depths (depth.write)
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's (logger=tensorboard, tblog.write_events)
+
+
+def figures_of(folder: Path) -> tuple[str, ...]:
+    """The figures `plots.draw_cells` draws in a (plain network's) cell folder: pieces.png where it has pieces.csv."""
+    return FIGURES + ("pieces.png",) * (folder / PIECES).is_file()
+
+
 TRIAL_COLUMNS = ["trial", "seed", "mse", "mse_init", "mse_pretrain", "test_mse", "diverged", "collapsed"]
 TRIAL_COLUMNS += ["pieces_init", "pieces_pretrain", "pieces_final", "wasted_final", "cell", "run"]
 PIECES_COLUMNS = ["trial", "stage", "epoch", "pieces", "cell", "run"]

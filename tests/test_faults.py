@@ -54,26 +54,26 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, args, needle):
     assert list(tmp_path.iterdir()) == []
 
 
-def _figure_helpers() -> set[int]:
-    """Running processes started as compnet's figure helpers (compnet/painter.py)."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and b"compnet.painter import serve" in (proc / "cmdline").read_bytes():
-                found.add(int(proc.name))
-        except OSError:  # ended meanwhile
-            pass
-    return found
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_a_run_refused_after_its_figure_helpers_started_ends_them(tmp_path):
+def test_a_run_refused_after_its_figure_helpers_started_ends_them(tmp_path, monkeypatch, capsys):
     """The engine's checks (here: no CUDA) run after the figure helpers start, so that they warm up while
     torch is imported: a refusal there ends them (none left running) and still leaves no folder."""
-    before = _figure_helpers()
-    p = cli(tmp_path, "train", "device=cuda")  # plots=true, the default: helpers started
-    assert p.returncode == 2 and "device=cuda: torch" in p.stderr, p.stderr
-    assert _figure_helpers() <= before
+    from compnet import cli, config
+
+    started = []  # the helper processes of each painter the pre-check starts
+
+    def recording(cfg):
+        painter = real(cfg)
+        started.append([h.process for h in painter._helpers])
+        return painter
+
+    real = cli._painter
+    monkeypatch.setattr(cli, "_painter", recording)
+    monkeypatch.chdir(tmp_path)
+    config.register("train")
+    assert cli._precheck("train", ["device=cuda"]) == 2
+    assert "device=cuda: torch" in capsys.readouterr().err
+    assert len(started) == 1 and started[0] and cli._PAINTER == []  # started before the refusal, then let go
+    assert all(process.poll() is not None for process in started[0])  # ended, and reaped
     assert list(tmp_path.iterdir()) == []
 
 

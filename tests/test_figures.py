@@ -121,20 +121,20 @@ def test_a_failed_figure_raises_a_killed_helpers_figures_are_drawn_and_no_helper
     assert p.ready()
     pids = p.pids
     assert len(set(pids)) == 3 and all(_alive(pid) for pid in pids)  # the others forked from the first
-    ok = p.submit("compnet.plots", "figures_of", tmp_path)
+    ok = p.submit("compnet.runs", "figures_of", tmp_path)
     bad = p.submit("compnet.plots", "draw_cells", [tmp_path / "no-such-run"], [{"method": "enforced"}], ("fit.png",))
     with pytest.raises(painter.DrawingError, match="FileNotFoundError"):
         p.wait()
     assert ok.done and ok.result == runs.FIGURES and bad.error
     os.kill(pids[0], signal.SIGKILL)  # a helper killed from outside: the others draw what it was handed
-    moved = [p.submit("compnet.plots", "figures_of", tmp_path) for _ in range(3)]
+    moved = [p.submit("compnet.runs", "figures_of", tmp_path) for _ in range(3)]
     p.wait(moved)
     assert [job.result for job in moved] == [runs.FIGURES] * 3
     gone = p.submit("os", "_exit", 3)  # a figure that ends its helper and the one it goes to next: it fails
     with pytest.raises(painter.DrawingError, match="twice on this figure"):
         p.wait([gone])
     assert gone.deaths == 2 and not any(_alive(pid) for pid in pids)
-    here = p.submit("compnet.plots", "figures_of", tmp_path)  # no helper left: drawn in this process
+    here = p.submit("compnet.runs", "figures_of", tmp_path)  # no helper left: drawn in this process
     p.wait([here])
     assert here.result == runs.FIGURES
     p.close()
