@@ -115,6 +115,7 @@ def _completion(argv: list[str]) -> int:
 
 def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     import hydra
+    from hydra.types import RunMode
 
     from compnet.config import register
 
@@ -123,8 +124,13 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     _FAILED.clear()
     _PAINTER.clear()
     try:
-        if prog is None and (refused := _precheck(cmd, rest)):
-            return refused
+        if prog is None and not any(a.startswith("-") for a in rest):  # a single run: Hydra's own modes go to Hydra
+            cfg = _precheck(cmd, rest)
+            if cfg is None:
+                return 2
+            if cfg.hydra.mode != RunMode.MULTIRUN:  # (hydra.mode=MULTIRUN given as an override sweeps, as in Hydra)
+                _run(cmd, cfg)
+                return 0
         sys.argv = [prog or f"compnet {cmd}", *rest]
         hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
@@ -147,40 +153,72 @@ _FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local lau
 _PAINTER: list[Any] = []  # a single run's figure helpers (compnet/painter.py), started by _precheck
 
 
-def _precheck(cmd: str, overrides: list[str]) -> int:
-    """A single run's configuration composed and checked before Hydra makes its run folder: a refused
-    configuration leaves nothing behind and says why in one line (exit 2). Hydra's own modes (`-m`,
-    `--help`, `--cfg`, …) are left to Hydra; each job of a sweep checks itself."""
-    if any(a.startswith("-") for a in overrides):
-        return 0
-    from omegaconf import open_dict
-
+def _precheck(cmd: str, overrides: list[str]) -> Any:
+    """A single run's configuration (Hydra's node included), composed and checked before its run folder is
+    made; None when refused: a refused configuration leaves nothing behind and says why in one line."""
     from compnet import api, commands, config, runs
 
     try:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
-        run_dir = Path(cfg.hydra.run.dir)
-        with open_dict(cfg):
-            del cfg["hydra"]
+        job = _job(cfg)
+        run_dir = Path(cfg.hydra.run.dir)  # ${now:…} resolves once per configuration: the folder _run makes
         if cmd == "train":  # the checks that import nothing heavy first: a refusal there starts nothing
-            config.validate(cfg)
+            config.validate(job)
             runs.check_writable(run_dir)
-            runs.check_reusable(run_dir, cfg.overwrite)  # before Hydra writes its .hydra/ over a finished run's
-            if cfg.plots:  # the figures' helpers import matplotlib while this process imports torch (the
+            runs.check_reusable(run_dir, job.overwrite)  # before Hydra writes its .hydra/ over a finished run's
+            if job.plots:  # the figures' helpers import matplotlib while this process imports torch (the
                 # engine's check below may already: engine=fused asks the kernel, measured 1.3–1.8 s later)
                 with contextlib.suppress(OSError):  # none could start: the figures are drawn here
-                    _PAINTER[:] = [_painter(cfg)]
+                    _PAINTER[:] = [_painter(job)]
         else:
             runs.check_writable(run_dir)
-        commands.check(cfg, cmd)
+        commands.check(job, cmd)
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         for painter in _PAINTER:  # refused after all: its helpers end now
             painter.close(now=True)
         _PAINTER.clear()
         message = str(e) if isinstance(e, config.ConfigError) else config.error_line(e, cmd)
         print(f"compnet {cmd}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+        return None
+    return cfg
+
+
+def _job(cfg: Any) -> Any:
+    """The job's configuration: `cfg` without Hydra's node (what the task receives)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    job = copy.deepcopy(cfg)
+    with open_dict(job):
+        del job["hydra"]
+    return job
+
+
+def _run(cmd: str, cfg: Any) -> None:
+    """The single run of `cfg` (composed by `_precheck`), as Hydra's run mode does it: `run_job`, the API that
+    Hydra's launchers call, makes the run folder, writes .hydra/, sets up logging and calls the task. Hydra's
+    `hydra.main` would compose the configuration twice more (0.6 s a command, measured here), and its run folder's time would not be
+    the one checked. A failure that is not a refusal is reported as Hydra reports it."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.utils import run_and_report
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.RUN
+    configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name=cmd)
+    context = HydraContext(config_loader=None, callbacks=callbacks)  # the loader serves sweeps only
+
+    def job() -> None:
+        done = run_job(_task(cmd), cfg, job_dir_key="hydra.run.dir", job_subdir_key=None, hydra_context=context)
+        callbacks.on_run_end(config=cfg, config_name=cmd, job_return=done)
+        _ = done.return_value  # raises the task's failure
+
+    run_and_report(job)
 
 
 def _painter(cfg: Any) -> Any:

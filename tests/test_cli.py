@@ -239,6 +239,29 @@ def test_tab_completion(tmp_path, line, expected):
     assert install.stdout.rstrip().endswith("hydra_bash_completion compnet")
 
 
+def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
+    """The pre-check's configuration is the one the run gets (Hydra's `hydra.main` composed it twice more, 0.6 s
+    of every command): one composition, into the folder it checked, with Hydra's .hydra/ files as Hydra writes
+    them."""
+    from hydra._internal.hydra import Hydra
+    from omegaconf import OmegaConf
+
+    composed = []
+    real = Hydra.compose_config
+    monkeypatch.setattr(Hydra, "compose_config", lambda self, *a, **k: composed.append(k) or real(self, *a, **k))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "plots=false", "hydra.run.dir=here"]) == 0
+    assert len(composed) == 1
+    saved = OmegaConf.load(tmp_path / "here" / ".hydra" / "hydra.yaml").hydra
+    assert (saved.mode, saved.job.name, list(saved.overrides.task)) == ("RUN", "train", [*TINY, "plots=false"])
+    assert list(saved.overrides.hydra) == ["hydra.run.dir=here"]
+    assert saved.runtime.output_dir == str(tmp_path / "here")
+    assert (
+        OmegaConf.load(tmp_path / "here" / ".hydra" / "config.yaml").trials == 3
+        and (tmp_path / "here" / "summary.json").is_file()
+    )
+
+
 def test_table_without_runs(tmp_path, capsys):
     assert main(["table", str(tmp_path)]) == 1
     assert "no finished runs" in capsys.readouterr().err

@@ -70,7 +70,7 @@ def test_a_run_refused_after_its_figure_helpers_started_ends_them(tmp_path, monk
     monkeypatch.setattr(cli, "_painter", recording)
     monkeypatch.chdir(tmp_path)
     config.register("train")
-    assert cli._precheck("train", ["device=cuda"]) == 2
+    assert cli._precheck("train", ["device=cuda"]) is None
     assert "device=cuda: torch" in capsys.readouterr().err
     assert len(started) == 1 and started[0] and cli._PAINTER == []  # started before the refusal, then let go
     assert all(process.poll() is not None for process in started[0])  # ended, and reaped
