@@ -310,6 +310,32 @@ def test_native_adam_loop_is_the_python_loop_bit_for_bit(dtype, keep_every):
     assert [bool(torch.stack(moved).amax(0)[t] > 1e-3) for t in range(5)] == [True, True, True, False, True]
 
 
+def test_native_adam_loop_refuses_layers_it_would_not_move():
+    """bind_adam's C loop updates Adam's flat buffer and reads the layers through their pointers: layers that are
+    not that buffer's slices, in order, would train nothing (copies) or the wrong parameter (a swap), silently."""
+    from compnet import kernel
+    from compnet.model import layer_pairs
+    from compnet.optim import Buffers
+
+    if kernel.unavailable():
+        pytest.skip(kernel.unavailable())
+    shapes, x, T = Shapes(3), train_grid(20), 4
+    flat = random_weights("kaiming", shapes, generators(0, T)).flatten()
+    params = layer_tensors(shapes.split(flat.view(T, -1)))
+    sizes = [p.numel() for p in params]
+    views = [v.view(p.shape) for v, p in zip(flat.split(sizes), params)]
+    y = get_target("x3")(x).expand(T, -1)
+    state = Buffers(flat, torch.zeros_like(flat), torch.zeros_like(flat), torch.zeros_like(flat), sizes,
+                    torch.ones(T, dtype=torch.bool), torch.empty(3, T), 0.01, (0.9, 0.999), 1e-8)  # fmt: skip
+    kernel.bind_adam(layer_pairs(views), x, y, state)(1, 2)  # the buffer's own slices: accepted, and they move
+    assert not torch.equal(views[0], params[0])
+    swapped = list(views)
+    swapped[2], swapped[4] = views[4], views[2]  # two hidden layers' 4×4 weights trade places: they still chain
+    for layers in ([v.clone() for v in views], swapped):
+        with pytest.raises(ValueError, match="slices"):
+            kernel.bind_adam(layer_pairs(layers), x, y, state)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, f64])
 @pytest.mark.parametrize("reparam", [Reparam(), Reparam(peaks="sigmoid", s1="tied", offset=False)])
 def test_native_pretraining_loop_is_the_python_loop_bit_for_bit(dtype, reparam):
