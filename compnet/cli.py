@@ -198,7 +198,7 @@ def _job(cfg: Any) -> Any:
 def _run(cmd: str, cfg: Any) -> None:
     """The single run of `cfg` (composed by `_precheck`), as Hydra's run mode does it: `run_job`, the API that
     Hydra's launchers call, makes the run folder, writes .hydra/, sets up logging and calls the task. Hydra's
-    `hydra.main` would compose the configuration twice more (0.6 s a command, measured here), and its run
+    `hydra.main` would compose the configuration twice more (≈0.25 s a command, measured here), and its run
     folder's time would not be the one checked. A failure that is not a refusal is reported as Hydra does."""
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.utils import run_and_report

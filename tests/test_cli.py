@@ -240,7 +240,7 @@ def test_tab_completion(tmp_path, line, expected):
 
 
 def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
-    """The pre-check's configuration is the one the run gets (Hydra's `hydra.main` composed it twice more, 0.6 s
+    """The pre-check's configuration is the one the run gets (Hydra's `hydra.main` composed it twice more, ≈0.25 s
     of every command): one composition, into the folder it checked, with Hydra's .hydra/ files as Hydra writes
     them."""
     from hydra._internal.hydra import Hydra
