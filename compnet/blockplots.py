@@ -19,9 +19,10 @@ import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from compnet.canvas import decades, fixed_margins
 from compnet.methods import method_label, method_order
 from compnet.model import Shapes, forward
-from compnet.plots import _decades, _draw_loss, _losses, _margins, _ranked
+from compnet.plots import _draw_loss, _losses, _ranked
 from compnet.targets import domain_grid, get_target
 
 FINE = {1: 1001, 2: 101}  # points per axis of the figures' grids
@@ -65,7 +66,7 @@ def draw_cell(folder: Path, summary: dict[str, Any]) -> list[Path]:
     trials = pd.read_csv(folder / "trials.csv")
     with np.load(folder / "losses.npz") as losses, np.load(folder / "weights.npz") as weights:
         loss, switch = _losses(losses)
-        _draw_loss(folder / "loss.png", summary, loss, switch, _decades([loss]))
+        _draw_loss(folder / "loss.png", summary, loss, switch, decades([loss]))
         ranked, truth = _ranked(trials), _truth(summary, weights)
         if ranked:
             pred = _predict(summary, weights, list(ranked.values()), truth.x)
@@ -81,7 +82,7 @@ def draw_cell(folder: Path, summary: dict[str, Any]) -> list[Path]:
 def _curves(path: Path, truth: _Truth, pred: torch.Tensor, labels: list[str], title: str) -> None:
     x, y = truth.x, truth.y
     fig = Figure(figsize=(7, 7))
-    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
+    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=fixed_margins(7, 7, left=0.8, top=0.4, hspace=0.1))
     ax.plot(x, y, "k", lw=2.5, alpha=0.35, label=f"target {truth.label}")
     colors = [f"C{i}" for i in range(len(labels))]
     for p, label, color in zip(pred, labels, colors):
@@ -105,7 +106,7 @@ def _heatmaps(path: Path, truth: _Truth, fits: dict[str, torch.Tensor], title: s
     rows = len(fits) + 1
     fig = Figure(figsize=(6, 2.6 * rows + 0.4))
     axes = fig.subplots(
-        rows, 2, squeeze=False, gridspec_kw=_margins(6, 2.6 * rows + 0.4, left=0.4, top=0.8, hspace=0.35)
+        rows, 2, squeeze=False, gridspec_kw=fixed_margins(6, 2.6 * rows + 0.4, left=0.4, top=0.8, hspace=0.35)
     )
 
     def image(ax, values: torch.Tensor, **kw) -> Any:

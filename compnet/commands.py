@@ -285,9 +285,11 @@ def regions(cfg: Any, out: Path | None) -> Any:
         out.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out / "regions.csv", index=False)
         if cfg.plots:
-            from compnet import plots
+            from compnet import studyplots
 
-            (plots.draw_region_runs if trained else plots.draw_region_study)(frame, out / "regions.png", cfg.lo, cfg.hi)
+            (studyplots.draw_region_runs if trained else studyplots.draw_region_study)(
+                frame, out / "regions.png", cfg.lo, cfg.hi
+            )
     log.info(
         "counted %d networks on [%g, %g] in %.1f s -> %s", len(frame), cfg.lo, cfg.hi, time.perf_counter() - clock, out
     )

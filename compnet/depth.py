@@ -138,7 +138,7 @@ def write(folder: Path, summaries: list[dict[str, Any]], draw: bool = True) -> l
     df.to_csv(csv, index=False)
     md.write_text(to_markdown(df, points, provenance(summaries)))
     if draw:
-        from compnet import plots
+        from compnet import studyplots
 
-        plots.draw_depth(df, png, points)
+        studyplots.draw_depth(df, png, points)
     return [md, csv] + [png] * draw

@@ -22,7 +22,7 @@ Three studies, one row of regions.csv per counted network:
 Draw i of every setting uses generator (seed, i), as trial i of `compnet train` does, so draw i here is trial
 i's starting network there. Untrained networks are built in float64, so that their counts are exact; saved
 runs hold float32 weights, counted at the float32 tolerance (`pieces.RTOL`). The figures are in
-`plots.py`, the command in `commands.py`.
+`studyplots.py`, the command in `commands.py`.
 """
 
 from __future__ import annotations

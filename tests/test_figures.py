@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import compnet
-from compnet import painter, plots, runs
+from compnet import canvas, painter, plots, runs
 from compnet.targets import TARGETS, train_grid
 
 TINY = ["trials=3", "epochs=4", "points=30"]
@@ -34,15 +34,15 @@ def test_png_writer_keeps_savefigs_pixels_and_metadata(tmp_path, transparent):
     if transparent:  # an alpha channel that is not all 255: written as RGBA
         fig.patch.set_alpha(0.3)
     fig.savefig(tmp_path / "savefig.png")
-    plots._save(fig, tmp_path / "ours.png")
+    canvas.save(fig, tmp_path / "ours.png")
     ours = Image.open(tmp_path / "ours.png")
     assert ours.mode == ("RGBA" if transparent else "RGB")
     assert np.array_equal(_pixels(tmp_path / "ours.png"), _pixels(tmp_path / "savefig.png"))
     assert ours.info["Software"].startswith("Matplotlib version")
     assert ours.info["dpi"] == pytest.approx((110, 110), abs=0.01)
-    canvas = FigureCanvasAgg(Figure(figsize=(1, 1), dpi=50))  # an empty, opaque figure: all white
-    canvas.draw()
-    plots._png(canvas, tmp_path / "white.png")
+    empty = FigureCanvasAgg(Figure(figsize=(1, 1), dpi=50))  # an empty, opaque figure: all white
+    empty.draw()
+    canvas.write_png(empty, tmp_path / "white.png")
     assert (_pixels(tmp_path / "white.png") == 255).all()
 
 
@@ -87,9 +87,9 @@ def test_helpers_draw_the_figures_this_process_draws(tmp_path):
 
 def test_a_targets_cells_share_their_log_axes_at_whole_decades():
     errors = [np.array([[3e-7, 0.05], [np.nan, 1e-3]]), np.array([[2e-5, np.inf, 0.0]])]
-    assert plots._decades(errors) == (1e-7, 0.1)  # 3e-7/1.2 → 1e-7 below, 0.05·1.2 → 0.1 above
-    assert plots._decades([np.array([0.09])]) == (0.01, 1.0)  # room: 0.09·1.2 > 0.1
-    assert plots._decades([np.array([np.nan])]) == (1e-3, 1.0)
+    assert canvas.decades(errors) == (1e-7, 0.1)  # 3e-7/1.2 → 1e-7 below, 0.05·1.2 → 0.1 above
+    assert canvas.decades([np.array([0.09])]) == (0.01, 1.0)  # room: 0.09·1.2 > 0.1
+    assert canvas.decades([np.array([np.nan])]) == (1e-3, 1.0)
     summaries = [{"target": t} for t in ("x3", "sin", "x3", "tanh", "sin")]
     assert plots.groups(summaries) == [[0, 2], [1, 4], [3]]
 
