@@ -262,8 +262,9 @@ def write_data(folder: Path, r: CellResult, trials: pd.DataFrame, pieces: pd.Dat
     if r.loss_pretrain is not None:
         losses["loss_pretrain"] = r.loss_pretrain.numpy()
         weights["pretrained"] = r.pretrained.numpy()
-    np.savez_compressed(folder / "losses.npz", **losses)
-    np.savez_compressed(folder / "weights.npz", **weights)
+    # uncompressed: zlib took 0.21 of the 0.24 s that Tables 1+2's 20 cells spend here, for files 15% smaller
+    np.savez(folder / "losses.npz", **losses)
+    np.savez(folder / "weights.npz", **weights)
     trials.to_csv(folder / "trials.csv", index=False)
     if pieces is not None:
         pieces.to_csv(folder / PIECES, index=False)
