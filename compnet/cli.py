@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +116,6 @@ def _completion(argv: list[str]) -> int:
 
 def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     import hydra
-    from hydra.types import RunMode
 
     from compnet.config import register
 
@@ -124,13 +124,12 @@ def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
     _FAILED.clear()
     _PAINTER.clear()
     try:
-        if prog is None and not any(a.startswith("-") for a in rest):  # a single run: Hydra's own modes go to Hydra
+        if prog is None and not _hydras_own(rest):  # a single run
             cfg = _precheck(cmd, rest)
             if cfg is None:
                 return 2
-            if cfg.hydra.mode != RunMode.MULTIRUN:  # (hydra.mode=MULTIRUN given as an override sweeps, as in Hydra)
-                _run(cmd, cfg)
-                return 0
+            if not cfg.hydra.verbose:  # hydra.verbose: Hydra's own run, which prints its debug report
+                return _run(cmd, cfg)
         sys.argv = [prog or f"compnet {cmd}", *rest]
         hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
@@ -153,6 +152,12 @@ _FAILED: list[str] = []  # the sweep's jobs that were refused (Hydra's local lau
 _PAINTER: list[Any] = []  # a single run's figure helpers (compnet/painter.py), started by _precheck
 
 
+def _hydras_own(args: list[str]) -> bool:
+    """Whether Hydra runs `args` itself: its flags (`-m`, `--help`, `--cfg`, …) and a sweep asked for as an
+    override (`hydra.mode=MULTIRUN`). Each job of a sweep checks itself."""
+    return any(a.startswith("-") or re.fullmatch(r"\+{0,2}hydra\.mode=MULTIRUN", a) for a in args)
+
+
 def _precheck(cmd: str, overrides: list[str]) -> Any:
     """A single run's configuration (Hydra's node included), composed and checked before its run folder is
     made; None when refused: a refused configuration leaves nothing behind and says why in one line."""
@@ -161,7 +166,7 @@ def _precheck(cmd: str, overrides: list[str]) -> Any:
     try:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
         job = _job(cfg)
-        run_dir = Path(cfg.hydra.run.dir)  # ${now:…} resolves once per configuration: the folder _run makes
+        run_dir = _run_dir(cfg)
         if cmd == "train":  # the checks that import nothing heavy first: a refusal there starts nothing
             config.validate(job)
             runs.check_writable(run_dir)
@@ -183,6 +188,20 @@ def _precheck(cmd: str, overrides: list[str]) -> Any:
     return cfg
 
 
+def _run_dir(cfg: Any) -> Path:
+    """The run folder `cfg` asks for. ${now:…} resolves once per configuration, so it is the folder `_run` makes;
+    ${hydra:…} needs Hydra's configuration set, as `run_job` sets it (and restores what was there after)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    try:
+        return Path(cfg.hydra.run.dir)
+    finally:
+        hydra_config.cfg = before
+
+
 def _job(cfg: Any) -> Any:
     """The job's configuration: `cfg` without Hydra's node (what the task receives)."""
     import copy
@@ -195,30 +214,37 @@ def _job(cfg: Any) -> Any:
     return job
 
 
-def _run(cmd: str, cfg: Any) -> None:
+def _run(cmd: str, cfg: Any) -> int:
     """The single run of `cfg` (composed by `_precheck`), as Hydra's run mode does it: `run_job`, the API that
     Hydra's launchers call, makes the run folder, writes .hydra/, sets up logging and calls the task. Hydra's
     `hydra.main` would compose the configuration twice more (≈0.25 s a command, measured here), and its run
-    folder's time would not be the one checked. A failure that is not a refusal is reported as Hydra does."""
+    folder's time would not be the one checked. A failure that is not a refusal is reported as Hydra does.
+    Returns the exit code (the task's refusal 2, an interruption 130, a failure 1)."""
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.utils import run_and_report
     from hydra.core.utils import configure_log, run_job
     from hydra.types import HydraContext, RunMode
-    from omegaconf import open_dict
+    from omegaconf import open_dict, read_write
 
-    with open_dict(cfg):
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        if cfg.hydra.mode is None:  # as Hydra's run mode records it
+            cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
         cfg.hydra.mode = RunMode.RUN
-    configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
-    callbacks = Callbacks(cfg)
-    callbacks.on_run_start(config=cfg, config_name=cmd)
-    context = HydraContext(config_loader=None, callbacks=callbacks)  # the loader serves sweeps only
 
     def job() -> None:
+        configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+        callbacks = Callbacks(cfg)
+        callbacks.on_run_start(config=cfg, config_name=cmd)
+        context = HydraContext(config_loader=None, callbacks=callbacks)  # the loader serves sweeps only
         done = run_job(_task(cmd), cfg, job_dir_key="hydra.run.dir", job_subdir_key=None, hydra_context=context)
         callbacks.on_run_end(config=cfg, config_name=cmd, job_return=done)
         _ = done.return_value  # raises the task's failure
 
-    run_and_report(job)
+    try:
+        run_and_report(job)
+    except SystemExit as e:  # returned, not raised: the command then ends without the interpreter's teardown
+        return e.code if isinstance(e.code, int) else 1
+    return 0
 
 
 def _painter(cfg: Any) -> Any:

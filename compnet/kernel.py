@@ -294,11 +294,11 @@ def bind_adam(
     With an `encoder.Encoder`, state holds [θ, s_1, s]: its layers are written from them before each pass and
     the pass's gradients (into the encoder's buffers) taken back to them after."""
     T = state.alive.shape[0]
+    grads = _grad_views(layers, state) if encoder is None else encoder.grads
+    fn, args, _, copied, keep = _prepare(layers, x, y, grads, groups)
     if encoder is None and not _slices_of(state.flat, layer_tensors(layers), state.sizes):
         # the C loop updates state.flat and reads the layers: a layer elsewhere would never move
         raise ValueError("bind_adam takes layers that are state.flat's slices, parameter after parameter")
-    grads = _grad_views(layers, state) if encoder is None else encoder.grads
-    fn, args, _, copied, keep = _prepare(layers, x, y, grads, groups)
     if copied or not all(t.is_contiguous() for t in (state.flat, state.grad, state.m, state.v, state.history)):
         raise ValueError("bind_adam takes contiguous buffers and layers that are views of them")
     adam = getattr(library(), f"{_FN[x.dtype]}_adam")
@@ -328,8 +328,8 @@ def _slices_of(flat: torch.Tensor, tensors: list[torch.Tensor], sizes: list[int]
     """Whether `tensors` are the whole of `flat`, in consecutive contiguous slices of `sizes` entries."""
     at, step = flat.data_ptr(), flat.element_size()
     for t, n in zip(tensors, sizes):
-        if t.data_ptr() != at or t.numel() != n or not t.is_contiguous() or t.dtype != flat.dtype:
-            return False
+        if t.numel() != n or not t.is_contiguous() or t.dtype != flat.dtype or (n and t.data_ptr() != at):
+            return False  # (an empty tensor's pointer is null)
         at += n * step
     return len(tensors) == len(sizes) and at == flat.data_ptr() + flat.numel() * step
 

@@ -254,12 +254,33 @@ def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
     assert len(composed) == 1
     saved = OmegaConf.load(tmp_path / "here" / ".hydra" / "hydra.yaml").hydra
     assert (saved.mode, saved.job.name, list(saved.overrides.task)) == ("RUN", "train", [*TINY, "plots=false"])
-    assert list(saved.overrides.hydra) == ["hydra.run.dir=here"]
+    assert list(saved.overrides.hydra) == ["hydra.run.dir=here", "hydra.mode=RUN"]
     assert saved.runtime.output_dir == str(tmp_path / "here")
     assert (
         OmegaConf.load(tmp_path / "here" / ".hydra" / "config.yaml").trials == 3
         and (tmp_path / "here" / "summary.json").is_file()
     )
+
+
+def test_single_run_edges_as_hydra_runs_them(tmp_path, monkeypatch, capsys):
+    """What a single run's own path (`cli._run`) must do as `hydra.main` did: a sweep asked for as an override
+    sweeps, a run folder may use the ${hydra:…} resolver, and a refusal inside the task is an exit code (not a
+    SystemExit out of `main`, which skipped the quick exit)."""
+    from compnet import commands, config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "hydra.mode=MULTIRUN", "target=x3,x11", *TINY, "plots=false"]) == 0
+    (sweep,) = tmp_path.glob("outputs/*/*-multirun")
+    assert sorted(json.loads(p.read_text())["target"] for p in sweep.glob("*/summary.json")) == ["x11", "x3"]
+    assert main(["train", *TINY, "plots=false", "hydra.run.dir=runs/${hydra:job.name}"]) == 0
+    assert (tmp_path / "runs" / "train" / "summary.json").is_file()
+
+    def refuse(cfg, painter=None):
+        raise config.ConfigError("refused inside the task")
+
+    monkeypatch.setattr(commands, "train_job", refuse)
+    assert main(["train", *TINY, "plots=false"]) == 2
+    assert "refused inside the task" in capsys.readouterr().err
 
 
 def test_table_without_runs(tmp_path, capsys):
