@@ -29,6 +29,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -85,19 +86,42 @@ RANKS = {"best": "tab:green", "median": "tab:blue", "worst": "tab:red"}
 
 
 class _Fit(Backdrop):
+    """The fit figure. Its legend sits in the top margin at fixed places (the target and the points in one
+    column, the ranked trials in the other): the handles are drawn with the axes, and each cell writes only
+    its labels. A legend inside the panel could hide a trial's curve wherever it went, and looked for its
+    emptiest corner and laid itself out again at every cell (this costs 5–15% less; the labels' glyphs are
+    most of what remains)."""
+
+    TOP = 0.95  # inches above the axes: the title, then the legend's three rows
+
     def __init__(self, n: int) -> None:
         fig = Figure(figsize=(7, 7), dpi=120)
-        self.axes = ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=fixed_margins(7, 7, 0.8, 0.4, hspace=0.1))
-        self.target = ax.plot([0, 1], [0, 1], "k", lw=2.5, alpha=0.35, label="target")[0]
+        grid = fixed_margins(7, 7, 0.8, self.TOP, hspace=0.1)
+        self.axes = ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw=grid)
+        self.target = ax.plot([0, 1], [0, 1], "k", lw=2.5, alpha=0.35)[0]
         colors = list(RANKS.values())[:n]
-        self.ranked = [ax.plot([0, 1], [0, 1], color=c, lw=1, label=" ")[0] for c in colors]
+        self.ranked = [ax.plot([0, 1], [0, 1], color=c, lw=1)[0] for c in colors]
         self.errors = [ax_err.semilogy([0, 1], [1, 1], color=c, lw=0.8)[0] for c in colors]
-        self.points = ax.plot([0, 1], [0, 1], ".", color="gray", ms=2, label="points")[0]
+        self.points = ax.plot([0, 1], [0, 1], ".", color="gray", ms=2)[0]
         ax.set_xlim(-0.05, 1.05)  # x (u for a user's target) spans [0, 1]: matplotlib's 5% margins
         ax_err.set_ylabel("|network − target|")
         log_axis(ax_err)
-        self.legend = ax.legend(fontsize=8)
-        super().__init__(fig, [self.target, *self.ranked, *self.errors, self.points, self.legend, ax.title])
+        # the labels in _FitData.labels' order: target, ranked trials, points
+        places = [(0, 0), *((1, row) for row in range(n)), (0, 1)]
+        self.labels = [self._entry(fig, line, column, row) for line, (column, row) in zip(
+            [self.target, *self.ranked, self.points], places)]  # fmt: skip
+        self.title = fig.text(0.5, 1 - 0.1 / 7, " ", ha="center", va="top", fontsize="large")
+        super().__init__(fig, [self.target, *self.ranked, *self.errors, self.points, *self.labels, self.title])
+
+    @staticmethod
+    def _entry(fig: Figure, line: Any, column: int, row: int) -> Text:
+        """A legend entry in the top margin: `line`'s handle, drawn with the axes, and its label, empty."""
+        x, y = (0.8 + 3.1 * column) / 7, 1 - (0.45 + 0.17 * row) / 7
+        xs = [x + 0.15 / 7] if line.get_linestyle() == "None" else [x, x + 0.3 / 7]
+        handle = Line2D(xs, [y] * len(xs), transform=fig.transFigure, color=line.get_color(), alpha=line.get_alpha(),
+                        lw=line.get_linewidth(), ls=line.get_linestyle(), marker=line.get_marker(), ms=line.get_markersize())  # fmt: skip
+        fig.add_artist(handle)
+        return fig.text(x + 0.38 / 7, y, " ", va="center", fontsize=8)
 
 
 class _FitData(NamedTuple):
@@ -156,13 +180,13 @@ def _draw_fit(path: Path, d: _FitData, limits: tuple[float, float], error_limits
         line.set_data(d.x, pred)
         err.set_data(d.x, error)
     f.points.set_data(*d.points)
-    for text, label in zip(f.legend.get_texts(), d.labels):
+    for text, label in zip(f.labels, d.labels):
         text.set_text(label)
     ax.set_ylim(limits)
     ax_err.set_ylim(error_limits)
     ax.set_ylabel("v = (y − offset)/scale (summary: target_source)" if d.user else "y")
     ax_err.set_xlabel("u = (x − lo)/(hi − lo)" if d.user else "x")
-    ax.set_title(d.title, y=1.0)  # y: see _TITLE
+    f.title.set_text(d.title)
     f.save(path, (d.user, limits, error_limits))
 
 

@@ -106,6 +106,25 @@ def test_the_fit_panel_shows_every_trial_up_to_the_targets_span_beyond_it():
     assert plots._fit_limits([fit(50.0, np.nan)]) == pytest.approx((-0.1, 2.1))  # at most the span beyond
 
 
+def test_the_fit_legend_sits_in_the_top_margin_and_names_the_shown_trials(tmp_path):
+    """fit.png's legend is written per cell at fixed places above the panel: the labels are the cell's, none
+    lies on the panel (where it could hide a trial's curve), none on another or off the figure."""
+    x = np.linspace(0, 1, 11)
+    pred = np.array([x, x**2, np.full_like(x, 0.5)])
+    labels = ["target a user's f(x) from a long file name", *(f"{k} (trial 12345, MSE 8.88e-88 in y's units)"
+              for k in plots.RANKS), "1000 training points"]  # fmt: skip
+    d = plots._FitData(True, x, x, pred, np.abs(pred - x) + 1e-9, (x, x), labels, "a title")
+    plots._draw_fit(tmp_path / "fit.png", d, (-0.1, 1.1), (1e-10, 1.0))
+    f = canvas.REUSED.get(("fit", 3), lambda: None)
+    assert [t.get_text() for t in f.labels] == labels and f.title.get_text() == "a title"
+    renderer = f.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in [*f.labels, f.title]]
+    panel, page = f.axes[0].get_window_extent(renderer), f.fig.bbox
+    assert all(b.y0 > panel.y1 and page.x0 <= b.x0 and b.x1 <= page.x1 and b.y1 <= page.y1 for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert _pixels(tmp_path / "fit.png").shape[:2] == (840, 840)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
