@@ -150,13 +150,18 @@ def _fit_data(summary: dict[str, Any], trials: pd.DataFrame, weights: Any) -> _F
     pred = _preactivations(_network(weights["final"][list(ranked.values())], settings_recorded(summary)["depth"]), x)
     pred = pred[-1][:, 0]
     units = " in y's units" if user else ""  # trials.csv's MSE; the axes are the network's (u, v)
-    labels = [f"target {label}"]
+    labels = [_fitting(f"target {label}", 44)]  # a user's target may be named by a long path
     labels += [
         f"{k} (trial {trials.loc[t, 'trial']}, MSE {trials.loc[t, 'mse']:.2e}{units})" for k, t in ranked.items()
     ]
     labels.append(f"{len(ys)} training points")
     title = f"{_title(summary)}, {summary['n_trials']} trials"
     return _FitData(user, x, y, pred, np.maximum(np.abs(pred - y), 1e-16), (weights["x"], ys), labels, title)
+
+
+def _fitting(text: str, n: int) -> str:
+    """`text` in at most `n` characters, its middle left out: a legend entry's column has a fixed width."""
+    return text if len(text) <= n else text[: n // 2] + "…" + text[len(text) - (n - n // 2 - 1) :]
 
 
 def _fit_limits(fits: list[_FitData]) -> tuple[float, float]:

@@ -111,8 +111,9 @@ def test_the_fit_legend_sits_in_the_top_margin_and_names_the_shown_trials(tmp_pa
     lies on the panel (where it could hide a trial's curve), none on another or off the figure."""
     x = np.linspace(0, 1, 11)
     pred = np.array([x, x**2, np.full_like(x, 0.5)])
-    labels = ["target a user's f(x) from a long file name", *(f"{k} (trial 12345, MSE 8.88e-88 in y's units)"
-              for k in plots.RANKS), "1000 training points"]  # fmt: skip
+    target = plots._fitting("target /home/someone/projects/" + "deep/" * 12 + "targets.py:bump on [-2, 3]", 44)
+    assert len(target) == 44 and target.startswith("target /home/") and target.endswith("bump on [-2, 3]")
+    labels = [target, *(f"{k} (trial 12345, MSE 8.88e-88 in y's units)" for k in plots.RANKS), "1000 training points"]
     d = plots._FitData(True, x, x, pred, np.abs(pred - x) + 1e-9, (x, x), labels, "a title")
     plots._draw_fit(tmp_path / "fit.png", d, (-0.1, 1.1), (1e-10, 1.0))
     f = canvas.REUSED.get(("fit", 3), lambda: None)
