@@ -46,14 +46,15 @@ class Target:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
-        rows = x.double().tolist()
-        values = [self.fn(*v) for v in rows] if self.dim > 1 else [self.fn(v) for v in rows]
-        return torch.tensor(values, dtype=torch.float64).to(x.dtype).view(x.shape[:1] if self.dim > 1 else x.shape)
+        return torch.from_numpy(self.values(x.detach().double().cpu().numpy())).to(device=x.device, dtype=x.dtype)
 
     def values(self, x: np.ndarray) -> np.ndarray:
-        """`self(x)` for a numpy array x [N] (no torch: the figures' helper processes do not import it), the
-        same numbers: each point in float64, then rounded to x's dtype."""
-        return np.array([self.fn(v) for v in np.asarray(x, dtype=np.float64).tolist()]).astype(x.dtype)
+        """f at the points x ([N], or [N, dim] for dim > 1) of a numpy array, each in float64, then rounded to
+        x's dtype: `self(x)` for a tensor is this (the figures' helper processes do not import torch)."""
+        points = np.asarray(x)
+        rows = points.astype(np.float64).tolist()
+        found = [self.fn(*v) for v in rows] if self.dim > 1 else [self.fn(v) for v in rows]
+        return np.array(found, dtype=np.float64).astype(points.dtype)
 
 
 def _power(n: int) -> Callable[[float], float]:
