@@ -262,6 +262,22 @@ def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
     )
 
 
+def test_the_folder_the_pre_check_checks_is_the_one_the_run_makes(tmp_path, monkeypatch):
+    """The default run folder is named by the time (${now:…}, to the microsecond): the pre-check's check that it
+    holds no finished run must be of the folder the run then writes, not of one named a moment earlier."""
+    from compnet import runs
+
+    checked = []
+    real = runs.check_reusable
+    monkeypatch.setattr(
+        runs, "check_reusable", lambda folder, overwrite: checked.append(folder) or real(folder, overwrite)
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "plots=false"]) == 0
+    (made,) = run_dirs(tmp_path)
+    assert checked and checked[0].resolve() == made.resolve()
+
+
 def test_single_run_edges_as_hydra_runs_them(tmp_path, monkeypatch, capsys):
     """What a single run's own path (`cli._run`) must do as `hydra.main` did: a sweep asked for as an override
     sweeps, a run folder may use the ${hydra:…} resolver, and a refusal inside the task is an exit code (not a
