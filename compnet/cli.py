@@ -167,17 +167,15 @@ def _precheck(cmd: str, overrides: list[str]) -> Any:
         cfg = api.compose(*overrides, command=cmd, with_hydra=True)
         job = _job(cfg)
         run_dir = _run_dir(cfg)
-        if cmd == "train":  # the checks that import nothing heavy first: a refusal there starts nothing
-            config.validate(job)
-            runs.check_writable(run_dir)
+        commands.validate(job, cmd)  # the checks that import nothing heavy first: a refusal there starts nothing
+        runs.check_writable(run_dir)
+        if cmd == "train":
             runs.check_reusable(run_dir, job.overwrite)  # before Hydra writes its .hydra/ over a finished run's
             if job.plots:  # the figures' helpers import matplotlib while this process imports torch (the
                 # engine's check below may already: engine=fused asks the kernel, measured 1.3–1.8 s later)
                 with contextlib.suppress(OSError):  # none could start: the figures are drawn here
                     _PAINTER[:] = [_painter(job)]
-        else:
-            runs.check_writable(run_dir)
-        commands.check(job, cmd)
+        commands.runnable(job, cmd)
     except Exception as e:  # Hydra's, OmegaConf's and compnet's refusals alike: one line
         for painter in _PAINTER:  # refused after all: its helpers end now
             painter.close(now=True)

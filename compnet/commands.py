@@ -30,19 +30,36 @@ log = logging.getLogger("compnet")
 
 
 def check(cfg: Any, app: str) -> None:
-    """Everything that can refuse `compnet APP` before any work: the config's checks, and for training
-    whether the engine it insists on can run here."""
+    """Everything that can refuse `compnet APP` before any work: the configuration's own checks (`validate`),
+    then whether this machine can run it (`runnable`)."""
+    validate(cfg, app)
+    runnable(cfg, app)
+
+
+def validate(cfg: Any, app: str) -> None:
+    """The configuration's own checks: they import nothing heavy (the command line makes them before it starts
+    anything)."""
     if app == "regions":
         config.validate_regions(cfg)
-        return
-    if app == "classify":  # the data file too: read and checked before any folder is made
-        from compnet import config_classify, datasets
+    elif app == "classify":
+        from compnet import config_classify
 
         config_classify.validate(cfg)
+    else:
+        config.validate(cfg)
+
+
+def runnable(cfg: Any, app: str) -> None:
+    """Whether this machine can run a valid `cfg`: the engine it insists on, TensorBoard, CUDA; a classifier's
+    data file, read and checked before any folder is made."""
+    if app == "regions":
+        return
+    if app == "classify":
+        from compnet import datasets
+
         datasets.load(cfg.data.path)
         _check_cuda(cfg)
         return
-    config.validate(cfg)
     if cfg.engine == "fused":  # a str enum: equal to its value
         from compnet import kernel
 
@@ -216,7 +233,8 @@ def _draw(group: list[tuple[Path, dict]], painter: Any, groups: int, phases: Any
 def classify(cfg: Any, out: Path | None) -> Any:
     """`compnet classify`: train every model's trials on the configured data; write the run folder `out` (nothing
     when None). Returns a `classifier.Classification`."""
-    check(cfg, "classify")
+    validate(cfg, "classify")  # the data file is read below, before any folder is made (not twice: `runnable`)
+    _check_cuda(cfg)
     import torch
 
     from compnet import classifier as clf
