@@ -177,20 +177,20 @@ class ComposedEncoder:
         self.layers: list[Layer] = [(w.contiguous(), b.contiguous()) for w, b in fixed]
         self.layers += [joint, *self.enc.layers[1:-1], last]
         self.grads = [torch.empty(t.shape, dtype=dtype) for layer in self.layers for t in layer]
-        self._c = np.zeros((T, 1), dtype=self.w_bias.dtype)  # c_1 of the last `encode`
+        self.T, self.c1 = T, np.zeros((T, 1), dtype=self.w_bias.dtype)  # c_1: the last `encode`'s read-out
         self._views: list[torch.Tensor] = []
 
     def encode(self, params: list[torch.Tensor], readout: np.ndarray) -> list[Layer]:
         """Write the layers of `composed_layers` for [θ [T, 1, d+1], s_1 [T, 1], s [T, 1, d]] and read-out [T, 2]."""
         e = self.enc
         if not self._views:  # as SumEncoder's: the same tensors every step
-            self._views = _as_blocks(params, len(self._c))
+            self._views = _as_blocks(params, self.T)
         e.encode(self._views)
         self.joint[0][:] = e.w1 * self.w_row
         self.joint[1][:] = e.b1 + e.w1[..., 0] * self.w_bias[:, None]
-        self._c[:] = readout[:, 1:]
-        self.last[0][:] = self._c[..., None] * e.wo
-        self.last[1][:] = readout[:, :1] + self._c * e.bo
+        self.c1[:] = readout[:, 1:]
+        self.last[0][:] = self.c1[..., None] * e.wo
+        self.last[1][:] = readout[:, :1] + self.c1 * e.bo
         return self.layers
 
     def vjp(self, params: list[torch.Tensor]) -> None:
@@ -202,6 +202,6 @@ class ComposedEncoder:
         eg[1][:] = gb
         for mine, theirs in zip(eg[2:-2], g[joint + 2 : -2]):  # the hidden layers are the block's own
             mine[:] = theirs
-        eg[-2][:] = self._c[..., None] * g[-2]
-        eg[-1][:] = self._c * g[-1]
+        eg[-2][:] = self.c1[..., None] * g[-2]
+        eg[-1][:] = self.c1 * g[-1]
         self.enc.vjp(self._views)
