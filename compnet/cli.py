@@ -115,21 +115,25 @@ def _completion(argv: list[str]) -> int:
 
 
 def _hydra(cmd: str, rest: list[str], prog: str | None = None) -> int:
-    import hydra
-
-    from compnet.config import register
-
-    register(cmd)
     _ROOT.clear()
     _FAILED.clear()
     _PAINTER.clear()
-    try:
+    try:  # from the first import on: Ctrl-C at any point is one line
+        import hydra
+
+        from compnet.config import register
+
+        register(cmd)
         if prog is None and not _hydras_own(rest):  # a single run
             cfg = _precheck(cmd, rest)
             if cfg is None:
                 return 2
             if not cfg.hydra.verbose:  # hydra.verbose: Hydra's own run, which prints its debug report
-                return _run(cmd, cfg)
+                code = _run(cmd, cfg)
+                if code == 130:  # interrupted (the task said so): not waiting for figures nobody will see
+                    for painter in _PAINTER:
+                        painter.close(now=True)
+                return code
         sys.argv = [prog or f"compnet {cmd}", *rest]
         hydra.main(config_path="conf", config_name=cmd, version_base="1.3")(_task(cmd))()
         if _FAILED:
